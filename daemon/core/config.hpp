@@ -1,0 +1,77 @@
+#pragma once
+// The daemon's configuration: /etc/dpsd/config.toml plus drop-ins config.d/*.toml (applied in
+// lexical order, later files override single keys). Unknown keys are errors so typos never pass
+// silently. Parsing is pure (documents in, Config or problems out); load_config() adds the file
+// reading. Every problem names the file, the key and the reason.
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace dpsd::core {
+
+enum class AttestationMethod { SymmetricKey };
+enum class Enrollment { Individual, Group };
+
+struct Config {
+  // [provisioning]
+  std::string endpoint_host = "global.azure-devices-provisioning.net";
+  std::optional<std::uint16_t> endpoint_port;  // from "host:port"; else the transport's default
+  std::string id_scope;
+  std::string registration_id;
+  std::optional<std::filesystem::path> payload_file;
+  std::optional<std::string> payload_json;  // contents of payload_file, validated as JSON
+  // [provisioning.attestation]
+  AttestationMethod method = AttestationMethod::SymmetricKey;
+  Enrollment enrollment = Enrollment::Individual;
+  std::string symmetric_key_uri;  // "file:///abs/path" or "credential:NAME"
+  std::chrono::seconds sas_token_lifetime{3600};
+  // [tls]
+  std::optional<std::filesystem::path> trust_bundle;  // nullopt: the OS trust store
+  // [network]
+  std::chrono::milliseconds connect_timeout{10000};
+  std::chrono::milliseconds tls_handshake_timeout{10000};
+  std::chrono::milliseconds response_timeout{30000};  // no DPS reply within this: retry
+  // [retry]
+  std::chrono::milliseconds retry_initial{2000};
+  std::chrono::milliseconds retry_max{300000};
+  std::chrono::milliseconds retry_refused{3600000};  // after DPS said no (401, disabled, …)
+  // [paths]
+  std::filesystem::path state_dir = "/var/lib/dpsd";
+  std::filesystem::path runtime_dir = "/run/dpsd";
+
+  std::uint16_t port() const { return endpoint_port.value_or(8883); }
+};
+
+struct ConfigProblem {
+  std::string file;    // the file the key came from (or would go in)
+  std::string key;     // dotted key, e.g. "provisioning.id_scope"; empty for file-level problems
+  std::string reason;  // e.g. "is required", "unknown key", "must be a string"
+  std::string to_string() const;  // "file: key: reason"
+};
+
+struct ConfigResult {
+  std::optional<Config> config;  // set only when problems is empty
+  std::vector<ConfigProblem> problems;
+};
+
+struct ConfigDocument {
+  std::string name;  // file path for messages
+  std::string text;  // TOML
+};
+
+// Pure: merges the documents in order and validates. Does not read payload_file or key files.
+ConfigResult parse_config(const std::vector<ConfigDocument>& documents);
+
+// Durations: an integer (seconds) or a string such as "250ms", "2s", "5min", "1h".
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+
+// Reads main_file, then <dir of main_file>/config.d/*.toml in lexical order, parses, then
+// reads and validates payload_file and checks the key source (existence, permissions) via
+// check_key_source(). A missing main file is a problem unless drop-ins supply everything.
+ConfigResult load_config(const std::filesystem::path& main_file);
+
+}  // namespace dpsd::core

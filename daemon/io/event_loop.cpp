@@ -1,0 +1,57 @@
+#include "io/event_loop.hpp"
+
+#include <system_error>
+
+namespace dpsd::io {
+
+EventLoop::EventLoop() {
+  sd_event* raw = nullptr;
+  const int rc = sd_event_new(&raw);
+  if (rc < 0) throw std::system_error(-rc, std::generic_category(), "sd_event_new");
+  event_.reset(raw);
+}
+
+int EventLoop::run() { return sd_event_loop(event_.get()); }
+void EventLoop::exit(int code) { sd_event_exit(event_.get(), code); }
+
+std::uint64_t monotonic_now_usec(sd_event* event) {
+  std::uint64_t now = 0;
+  sd_event_now(event, CLOCK_MONOTONIC, &now);
+  return now;
+}
+
+Timer::Timer(sd_event* event, Callback callback) : event_(event), callback_(std::move(callback)) {}
+
+void Timer::arm(std::chrono::microseconds delay) {
+  const std::uint64_t deadline = monotonic_now_usec(event_) + static_cast<std::uint64_t>(delay.count());
+  if (source_) {
+    sd_event_source_set_time(source_.get(), deadline);
+    sd_event_source_set_enabled(source_.get(), SD_EVENT_ONESHOT);
+    return;
+  }
+  sd_event_source* raw = nullptr;
+  const int rc = sd_event_add_time(event_, &raw, CLOCK_MONOTONIC, deadline, 1000, &Timer::on_time, this);
+  if (rc < 0) throw std::system_error(-rc, std::generic_category(), "sd_event_add_time");
+  source_.reset(raw);
+}
+
+void Timer::cancel() {
+  if (source_) sd_event_source_set_enabled(source_.get(), SD_EVENT_OFF);
+}
+
+bool Timer::armed() const {
+  if (!source_) return false;
+  int enabled = SD_EVENT_OFF;
+  sd_event_source_get_enabled(source_.get(), &enabled);
+  return enabled != SD_EVENT_OFF;
+}
+
+int Timer::on_time(sd_event_source* /*source*/, uint64_t /*usec*/, void* userdata) {
+  auto* self = static_cast<Timer*>(userdata);
+  // Copy: the callback may destroy or re-arm this timer.
+  auto callback = self->callback_;
+  callback();
+  return 0;
+}
+
+}  // namespace dpsd::io

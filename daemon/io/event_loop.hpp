@@ -1,0 +1,51 @@
+#pragma once
+// RAII for sd-event: the one loop on the one thread, and its sources. Every adapter holds its
+// sources in EventSourcePtr so destroying the adapter disables and frees them.
+#include <systemd/sd-event.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+
+namespace dpsd::io {
+
+struct EventSourceDeleter {
+  void operator()(sd_event_source* source) const { sd_event_source_disable_unref(source); }
+};
+using EventSourcePtr = std::unique_ptr<sd_event_source, EventSourceDeleter>;
+
+struct EventDeleter {
+  void operator()(sd_event* event) const { sd_event_unref(event); }
+};
+using EventPtr = std::unique_ptr<sd_event, EventDeleter>;
+
+// A one-shot CLOCK_MONOTONIC timer that calls a std::function; re-arming replaces the deadline.
+class Timer {
+ public:
+  using Callback = std::function<void()>;
+  Timer(sd_event* event, Callback callback);
+  void arm(std::chrono::microseconds delay);
+  void cancel();
+  bool armed() const;
+
+ private:
+  static int on_time(sd_event_source* source, uint64_t usec, void* userdata);
+  sd_event* event_;
+  Callback callback_;
+  EventSourcePtr source_;
+};
+
+class EventLoop {
+ public:
+  EventLoop();  // throws std::system_error when sd_event_new fails
+  sd_event* get() const { return event_.get(); }
+  int run();  // sd_event_loop
+  void exit(int code);
+
+ private:
+  EventPtr event_;
+};
+
+std::uint64_t monotonic_now_usec(sd_event* event);
+
+}  // namespace dpsd::io

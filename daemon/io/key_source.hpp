@@ -1,0 +1,38 @@
+#pragma once
+// Where the device's symmetric key comes from: a file ("file:///etc/dpsd/keys/device.key") or a
+// systemd credential ("credential:NAME", read from $CREDENTIALS_DIRECTORY/NAME). The key is the
+// base64 text DPS shows in the portal; surrounding whitespace is trimmed. A key file readable by
+// group or others is refused: the message names the path and its mode.
+#include <string>
+#include <string_view>
+
+#include "core/expected.hpp"
+
+namespace dpsd::io {
+
+// Holds key text and wipes it (OPENSSL_cleanse) when it goes away. Move-only.
+class SecretText {
+ public:
+  SecretText() = default;
+  explicit SecretText(std::string text) : text_(std::move(text)) {}
+  SecretText(SecretText&& other) noexcept;
+  SecretText& operator=(SecretText&& other) noexcept;
+  SecretText(const SecretText&) = delete;
+  SecretText& operator=(const SecretText&) = delete;
+  ~SecretText();
+  const std::string& view() const { return text_; }
+
+ private:
+  std::string text_;
+};
+
+// Checks without reading the key into memory longer than needed: the URI form, existence,
+// regular file, mode (no group/other bits), and that it is valid base64. Used by --check-config.
+Status check_key_source(std::string_view uri);
+
+// Loads the key text. Errors: "key file /etc/dpsd/keys/device.key has mode 0644; it must not be
+// readable by group or others (chmod 600)", "credential 'dps-key' not found: $CREDENTIALS_DIRECTORY
+// is not set", "symmetric_key: unsupported URI 'http://…' (use file:///… or credential:NAME)".
+Expected<SecretText> load_key(std::string_view uri);
+
+}  // namespace dpsd::io
