@@ -1,0 +1,9 @@
+#pragma once
+// Everything in the test support library, for tests that use most of it.
+#include "support/dps_emulator.hpp"
+#include "support/files.hpp"
+#include "support/net.hpp"
+#include "support/process.hpp"
+#include "support/temp_dir.hpp"
+#include "support/test_pki.hpp"
+#include "support/wait.hpp"
