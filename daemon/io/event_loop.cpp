@@ -11,8 +11,12 @@ EventLoop::EventLoop() {
   event_.reset(raw);
 }
 
-int EventLoop::run() { return sd_event_loop(event_.get()); }
-void EventLoop::exit(int code) { sd_event_exit(event_.get(), code); }
+int EventLoop::run() {
+  return sd_event_loop(event_.get());
+}
+void EventLoop::exit(int code) {
+  sd_event_exit(event_.get(), code);
+}
 
 std::uint64_t monotonic_now_usec(sd_event* event) {
   std::uint64_t now = 0;
@@ -23,14 +27,16 @@ std::uint64_t monotonic_now_usec(sd_event* event) {
 Timer::Timer(sd_event* event, Callback callback) : event_(event), callback_(std::move(callback)) {}
 
 void Timer::arm(std::chrono::microseconds delay) {
-  const std::uint64_t deadline = monotonic_now_usec(event_) + static_cast<std::uint64_t>(delay.count());
+  const std::uint64_t deadline =
+      monotonic_now_usec(event_) + static_cast<std::uint64_t>(delay.count());
   if (source_) {
     sd_event_source_set_time(source_.get(), deadline);
     sd_event_source_set_enabled(source_.get(), SD_EVENT_ONESHOT);
     return;
   }
   sd_event_source* raw = nullptr;
-  const int rc = sd_event_add_time(event_, &raw, CLOCK_MONOTONIC, deadline, 1000, &Timer::on_time, this);
+  const int rc =
+      sd_event_add_time(event_, &raw, CLOCK_MONOTONIC, deadline, 1000, &Timer::on_time, this);
   if (rc < 0) throw std::system_error(-rc, std::generic_category(), "sd_event_add_time");
   source_.reset(raw);
 }

@@ -1,1 +1,84 @@
-// placeholder: being written
+#include "io/log.hpp"
+
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace dpsd::io {
+
+namespace {
+
+bool g_verbose = false;
+
+// True when fd 2 is the journal stream systemd connected us to (see systemd.exec(5),
+// $JOURNAL_STREAM): then native journal messages carry our structured fields.
+bool stderr_is_journal() {
+  static const bool value = [] {
+    const char* stream = std::getenv("JOURNAL_STREAM");
+    if (stream == nullptr) return false;
+    struct stat st {};
+    if (fstat(STDERR_FILENO, &st) < 0) return false;
+    unsigned long long dev = 0;
+    unsigned long long ino = 0;
+    if (std::sscanf(stream, "%llu:%llu", &dev, &ino) != 2) return false;
+    return st.st_dev == dev && st.st_ino == ino;
+  }();
+  return value;
+}
+
+const char* level_name(Level level) {
+  switch (level) {
+    case Level::Error:
+      return "error";
+    case Level::Warning:
+      return "warning";
+    case Level::Notice:
+      return "notice";
+    case Level::Info:
+      return "info";
+    case Level::Debug:
+      return "debug";
+  }
+  return "info";
+}
+
+}  // namespace
+
+void set_log_verbose(bool verbose) {
+  g_verbose = verbose;
+}
+
+void log(Level level, std::string_view message, std::initializer_list<LogField> fields) {
+  if (level == Level::Debug && !g_verbose) return;
+  if (stderr_is_journal()) {
+    std::vector<std::string> items;
+    items.reserve(fields.size() + 3);
+    items.push_back("MESSAGE=" + std::string(message));
+    items.push_back("PRIORITY=" + std::to_string(static_cast<int>(level)));
+    items.emplace_back("SYSLOG_IDENTIFIER=dpsd");
+    for (const auto& [key, value] : fields) items.push_back(std::string(key) + "=" + value);
+    std::vector<iovec> iov;
+    iov.reserve(items.size());
+    for (auto& item : items) iov.push_back({item.data(), item.size()});
+    if (sd_journal_sendv(iov.data(), static_cast<int>(iov.size())) >= 0) return;
+  }
+  std::string line = "dpsd[" + std::to_string(getpid()) + "]: " + level_name(level) + ": ";
+  line.append(message);
+  for (const auto& [key, value] : fields) {
+    line += " ";
+    line += key;
+    line += "=";
+    line += value;
+  }
+  line += "\n";
+  // One write per line so concurrent writers (tests capture stderr) never interleave mid-line.
+  [[maybe_unused]] const auto written = ::write(STDERR_FILENO, line.data(), line.size());
+}
+
+}  // namespace dpsd::io

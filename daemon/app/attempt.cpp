@@ -1,0 +1,194 @@
+#include "app/attempt.hpp"
+
+#include <openssl/crypto.h>
+#include <unistd.h>
+
+#include <ctime>
+
+#include "dpsd/version.hpp"
+#include "io/log.hpp"
+
+namespace dpsd::app {
+
+namespace {
+
+// After DISCONNECT we give the relay this long to carry it out and see the server close, so
+// the server logs a clean goodbye; the outcome is known already, so this is only politeness.
+constexpr std::chrono::milliseconds kCloseGrace{1000};
+
+io::Level to_io_level(core::LogLevel level) {
+  switch (level) {
+    case core::LogLevel::Debug:
+      return io::Level::Debug;
+    case core::LogLevel::Info:
+      return io::Level::Info;
+    case core::LogLevel::Notice:
+      return io::Level::Notice;
+    case core::LogLevel::Warning:
+      return io::Level::Warning;
+    case core::LogLevel::Error:
+      return io::Level::Error;
+  }
+  return io::Level::Info;
+}
+
+core::RegistrationRequest make_request(const core::Config& config) {
+  core::RegistrationRequest request;
+  request.id_scope = config.id_scope;
+  request.registration_id = config.registration_id;
+  request.payload_json = config.payload_json;
+  request.client_version = kVersion;
+  request.connect_timeout =
+      config.connect_timeout + config.tls_handshake_timeout + config.response_timeout;
+  request.response_timeout = config.response_timeout;
+  return request;
+}
+
+}  // namespace
+
+Attempt::Attempt(sd_event* event, SSL_CTX* tls, const core::Config& config, core::Signer signer,
+                 Done done)
+    : event_(event),
+      tls_(tls),
+      config_(config),
+      signer_(std::move(signer)),
+      done_(std::move(done)),
+      registration_(make_request(config)),
+      response_timer_(event, [this] { feed(core::TimerFired{core::TimerId::Response}); }),
+      poll_timer_(event, [this] { feed(core::TimerFired{core::TimerId::Poll}); }),
+      retry_timer_(event, [this] { feed(core::TimerFired{core::TimerId::Retry}); }),
+      close_grace_timer_(event, [this] {
+        channel_.reset();
+        complete_when_closed();
+      }) {}
+
+Attempt::~Attempt() = default;
+
+void Attempt::start() {
+  execute(registration_.start());
+}
+
+void Attempt::feed(const core::Event& event) {
+  execute(registration_.handle(event));
+}
+
+io::Timer& Attempt::timer(core::TimerId id) {
+  switch (id) {
+    case core::TimerId::Poll:
+      return poll_timer_;
+    case core::TimerId::Retry:
+      return retry_timer_;
+    case core::TimerId::Response:
+      break;
+  }
+  return response_timer_;
+}
+
+void Attempt::execute(core::Actions actions) {
+  for (auto& action : actions) {
+    if (auto* open = std::get_if<core::OpenConnection>(&action)) {
+      client_id_ = open->client_id;
+      username_ = open->username;
+      io::ChannelOptions options;
+      options.host = config_.endpoint_host;
+      options.port = config_.port();
+      options.connect_timeout = config_.connect_timeout;
+      options.handshake_timeout = config_.tls_handshake_timeout;
+      options.socket_dir = config_.runtime_dir;
+      io::log_info("connecting to " + options.host + ":" + std::to_string(options.port));
+      channel_ = std::make_unique<io::SecureChannel>(
+          event_, tls_, options, [this](const std::string& path) { on_channel_ready(path); },
+          [this](const std::string& reason) { on_channel_closed(reason); });
+      channel_->start();
+    } else if (auto* subscribe = std::get_if<core::Subscribe>(&action)) {
+      if (auto status = mqtt_->subscribe(subscribe->topic, subscribe->qos); !status) {
+        feed(core::ConnectionLost{status.error()});
+        return;
+      }
+    } else if (auto* publish = std::get_if<core::Publish>(&action)) {
+      io::log_debug("publish " + publish->topic);
+      if (auto status = mqtt_->publish(publish->topic, publish->payload, publish->qos); !status) {
+        feed(core::ConnectionLost{status.error()});
+        return;
+      }
+    } else if (auto* start = std::get_if<core::StartTimer>(&action)) {
+      timer(start->id).arm(start->delay);
+    } else if (auto* cancel = std::get_if<core::CancelTimer>(&action)) {
+      timer(cancel->id).cancel();
+    } else if (std::get_if<core::CloseConnection>(&action) != nullptr) {
+      close_connection();
+    } else if (auto* log = std::get_if<core::Log>(&action)) {
+      io::log(to_io_level(log->level), log->message);
+    } else if (auto* finished = std::get_if<core::Finished>(&action)) {
+      outcome_ = std::move(finished->outcome);
+      complete_when_closed();
+    }
+  }
+}
+
+void Attempt::on_channel_ready(const std::string& socket_path) {
+  // The server's certificate is verified by now: only from here on do credentials exist.
+  const std::int64_t expiry =
+      static_cast<std::int64_t>(std::time(nullptr)) + config_.sas_token_lifetime.count();
+  auto token = core::make_sas_token(signer_, config_.id_scope, config_.registration_id, expiry);
+  if (!token) {
+    feed(core::ConnectionLost{"SAS token: " + token.error()});
+    return;
+  }
+  io::log_debug("TLS up to " + channel_->peer() + "; MQTT CONNECT as " + client_id_);
+  mqtt_ = std::make_unique<io::MqttSession>(
+      event_, client_id_,
+      io::MqttSession::Handlers{
+          [this](int rc) {
+            if (rc == 0) {
+              feed(core::Connected{});
+            } else {
+              feed(core::ConnectRefused{rc});
+            }
+          },
+          [this](std::string topic, std::string payload) {
+            feed(core::MessageReceived{std::move(topic), std::move(payload)});
+          },
+          [this](std::string reason) { feed(core::ConnectionLost{std::move(reason)}); }});
+  auto status = mqtt_->connect(socket_path, username_, token.value());
+  OPENSSL_cleanse(token.value().data(), token.value().size());
+  if (!status) feed(core::ConnectionLost{status.error()});
+}
+
+void Attempt::on_channel_closed(const std::string& reason) {
+  if (registration_.finished()) {
+    // We asked for the close; the relay has carried our DISCONNECT out.
+    channel_.reset();
+    complete_when_closed();
+    return;
+  }
+  feed(core::ConnectionLost{reason});
+}
+
+void Attempt::close_connection() {
+  if (mqtt_) {
+    mqtt_->disconnect();
+    // Closing libmosquitto's end makes the relay finish and close the TLS side.
+    mqtt_.reset();
+  }
+  if (channel_) close_grace_timer_.arm(kCloseGrace);
+}
+
+void Attempt::complete_when_closed() {
+  if (!outcome_ || channel_ || completion_) return;
+  close_grace_timer_.cancel();
+  sd_event_source* raw = nullptr;
+  sd_event_add_defer(
+      event_, &raw,
+      [](sd_event_source* /*source*/, void* userdata) {
+        auto* self = static_cast<Attempt*>(userdata);
+        core::Outcome outcome = std::move(*self->outcome_);
+        Done done = self->done_;
+        done(std::move(outcome));  // may destroy *self: nothing after this line
+        return 0;
+      },
+      this);
+  completion_.reset(raw);
+}
+
+}  // namespace dpsd::app

@@ -1,0 +1,63 @@
+#pragma once
+// One registration attempt carried out: the pure core::Registration's actions executed against
+// the secure channel, libmosquitto and sd-event timers, and their results fed back as events.
+// The outcome is delivered from a deferred event source once the connection is closed, so the
+// owner may destroy the Attempt in its callback.
+#include <openssl/ssl.h>
+#include <systemd/sd-event.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/config.hpp"
+#include "core/provisioner.hpp"
+#include "core/sas_token.hpp"
+#include "io/event_loop.hpp"
+#include "io/mqtt_session.hpp"
+#include "io/secure_channel.hpp"
+
+namespace dpsd::app {
+
+class Attempt {
+ public:
+  using Done = std::function<void(core::Outcome)>;
+
+  Attempt(sd_event* event, SSL_CTX* tls, const core::Config& config, core::Signer signer,
+          Done done);
+  ~Attempt();
+  Attempt(const Attempt&) = delete;
+  Attempt& operator=(const Attempt&) = delete;
+
+  void start();
+
+ private:
+  void execute(core::Actions actions);
+  void feed(const core::Event& event);
+  void on_channel_ready(const std::string& socket_path);
+  void on_channel_closed(const std::string& reason);
+  void close_connection();
+  void complete_when_closed();
+  io::Timer& timer(core::TimerId id);
+
+  sd_event* event_;
+  SSL_CTX* tls_;
+  const core::Config& config_;
+  core::Signer signer_;
+  Done done_;
+  core::Registration registration_;
+  std::string client_id_;
+  std::string username_;
+  std::unique_ptr<io::SecureChannel> channel_;
+  std::unique_ptr<io::MqttSession> mqtt_;
+  io::Timer response_timer_;
+  io::Timer poll_timer_;
+  io::Timer retry_timer_;
+  io::Timer close_grace_timer_;
+  std::optional<core::Outcome> outcome_;
+  io::EventSourcePtr completion_;
+};
+
+}  // namespace dpsd::app
