@@ -1,1 +1,229 @@
-// placeholder: being written
+#include "core/dps_messages.hpp"
+
+#include <limits>
+#include <nlohmann/json.hpp>
+
+namespace dpsd::core {
+namespace {
+
+using nlohmann::json;
+
+// Deep enough for any realistic custom-allocation payload, shallow enough that dump() (which
+// recurses) and the DOM cannot be driven into the stack or memory by a hostile reply.
+constexpr std::size_t kMaxDepth = 64;
+
+// dump() throws on invalid UTF-8 by default; "replace" makes it total. Parsed values are always
+// valid UTF-8 (the lexer rejects anything else), so this only matters for caller-given strings.
+std::string compact(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// A validating pass before building the DOM: it learns the byte offset of a syntax error (the
+// non-throwing DOM parse only says "discarded") and stops at kMaxDepth before allocating a deep
+// tree.
+class Validator : public nlohmann::json_sax<json> {
+ public:
+  bool null() override { return true; }
+  bool boolean(bool /*val*/) override { return true; }
+  bool number_integer(number_integer_t /*val*/) override { return true; }
+  bool number_unsigned(number_unsigned_t /*val*/) override { return true; }
+  bool number_float(number_float_t /*val*/, const string_t& /*s*/) override { return true; }
+  bool string(string_t& /*val*/) override { return true; }
+  bool binary(binary_t& /*val*/) override { return true; }
+  bool start_object(std::size_t /*elements*/) override { return enter(); }
+  bool key(string_t& /*val*/) override { return true; }
+  bool end_object() override { return leave(); }
+  bool start_array(std::size_t /*elements*/) override { return enter(); }
+  bool end_array() override { return leave(); }
+  bool parse_error(std::size_t position, const std::string& /*last_token*/,
+                   const nlohmann::detail::exception& /*ex*/) override {
+    error_position_ = position;
+    return false;
+  }
+
+  std::optional<std::size_t> error_position() const { return error_position_; }
+  bool too_deep() const { return too_deep_; }
+
+ private:
+  bool enter() {
+    if (++depth_ > kMaxDepth) {
+      too_deep_ = true;
+      return false;
+    }
+    return true;
+  }
+  bool leave() {
+    --depth_;
+    return true;
+  }
+
+  std::size_t depth_ = 0;
+  bool too_deep_ = false;
+  std::optional<std::size_t> error_position_;
+};
+
+Expected<json> parse_reply(std::string_view body) {
+  Validator validator;
+  if (!json::sax_parse(body.begin(), body.end(), &validator)) {
+    if (validator.too_deep()) {
+      return Error{"reply is nested deeper than " + std::to_string(kMaxDepth) + " levels"};
+    }
+    if (validator.error_position()) {
+      return Error{"reply is not valid JSON at byte " +
+                   std::to_string(*validator.error_position())};
+    }
+    return Error{"reply is not valid JSON"};
+  }
+  json parsed = json::parse(body.begin(), body.end(), nullptr, false);
+  if (parsed.is_discarded()) return Error{"reply is not valid JSON"};
+  return parsed;
+}
+
+// Looks up an optional member; an explicit null counts as absent, since JSON writers commonly
+// emit null for an unset field.
+const json* member(const json& object, const char* name) {
+  const auto it = object.find(name);
+  if (it == object.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+Status read_string(const json& object, const char* name, const std::string& path,
+                   std::string& out) {
+  const json* value = member(object, name);
+  if (value == nullptr) return ok_status();
+  if (!value->is_string()) return Error{path + "." + name + " is not a string"};
+  out = value->get_ref<const std::string&>();
+  return ok_status();
+}
+
+std::optional<std::int64_t> as_int64(const json& value) {
+  if (value.is_number_unsigned()) {
+    const auto u = value.get<std::uint64_t>();
+    if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+      return std::nullopt;
+    }
+    return static_cast<std::int64_t>(u);
+  }
+  if (value.is_number_integer()) return value.get<std::int64_t>();
+  return std::nullopt;
+}
+
+Status require_non_empty(const json& object, const char* name, const std::string& path) {
+  const json* value = member(object, name);
+  const std::string field = path + "." + name;
+  if (value == nullptr) return Error{field + " is missing"};
+  if (!value->is_string()) return Error{field + " is not a string"};
+  if (value->get_ref<const std::string&>().empty()) return Error{field + " is empty"};
+  return ok_status();
+}
+
+Expected<RegistrationState> parse_registration_state(const json& object) {
+  const std::string path = "reply.registrationState";
+  RegistrationState state;
+  struct Field {
+    const char* name;
+    std::string* out;
+  };
+  const Field fields[] = {
+      {"registrationId", &state.registration_id},
+      {"assignedHub", &state.assigned_hub},
+      {"deviceId", &state.device_id},
+      {"status", &state.status},
+      {"substatus", &state.substatus},
+      {"errorMessage", &state.error_message},
+      {"createdDateTimeUtc", &state.created_utc},
+      {"lastUpdatedDateTimeUtc", &state.last_updated_utc},
+      {"etag", &state.etag},
+  };
+  for (const Field& field : fields) {
+    if (Status s = read_string(object, field.name, path, *field.out); !s) return Error{s.error()};
+  }
+  if (const json* code = member(object, "errorCode")) {
+    if (!code->is_number_integer()) return Error{path + ".errorCode is not an integer"};
+    state.error_code = as_int64(*code);
+    if (!state.error_code) return Error{path + ".errorCode is out of range"};
+  }
+  if (const json* payload = member(object, "payload")) state.payload_json = compact(*payload);
+  return state;
+}
+
+OperationState state_from_text(std::string_view text) {
+  if (text == "unassigned") return OperationState::Unassigned;
+  if (text == "assigning") return OperationState::Assigning;
+  if (text == "assigned") return OperationState::Assigned;
+  if (text == "failed") return OperationState::Failed;
+  if (text == "disabled") return OperationState::Disabled;
+  return OperationState::Unknown;
+}
+
+}  // namespace
+
+std::string register_body(std::string_view registration_id,
+                          const std::optional<std::string>& custom_payload_json) {
+  // Built by hand rather than from a json object because nlohmann::json sorts keys, and the SDKs
+  // put registrationId first.
+  std::string body = "{\"registrationId\":" + compact(json(std::string(registration_id)));
+  if (custom_payload_json) {
+    json payload = json::parse(*custom_payload_json, nullptr, false);
+    // The config layer guarantees valid JSON; should that ever break, sending no payload is
+    // better than sending a body the service rejects as a whole.
+    if (!payload.is_discarded()) body += ",\"payload\":" + compact(payload);
+  }
+  body += '}';
+  return body;
+}
+
+Expected<OperationStatus> parse_operation_status(std::string_view body) {
+  Expected<json> parsed = parse_reply(body);
+  if (!parsed) return Error{parsed.error()};
+  const json& root = *parsed;
+  if (!root.is_object()) return Error{"reply is not a JSON object"};
+
+  OperationStatus result;
+  if (Status s = read_string(root, "operationId", "reply", result.operation_id); !s) {
+    return Error{s.error()};
+  }
+  const json* status = member(root, "status");
+  if (status == nullptr) return Error{"reply.status is missing"};
+  if (!status->is_string()) return Error{"reply.status is not a string"};
+  result.status_text = status->get_ref<const std::string&>();
+  result.state = state_from_text(result.status_text);
+
+  if (const auto it = root.find("registrationState"); it != root.end() && !it->is_null()) {
+    if (!it->is_object()) return Error{"reply.registrationState is not an object"};
+    Expected<RegistrationState> state = parse_registration_state(*it);
+    if (!state) return Error{state.error()};
+    result.registration_state = std::move(*state);
+  }
+
+  if (result.state == OperationState::Assigned) {
+    // Both SDKs in C refuse an assignment that names only one of hub and device: without both
+    // there is nothing to connect to.
+    if (!result.registration_state) return Error{"reply.registrationState is missing"};
+    const json& state = *root.find("registrationState");
+    if (Status s = require_non_empty(state, "assignedHub", "reply.registrationState"); !s) {
+      return Error{s.error()};
+    }
+    if (Status s = require_non_empty(state, "deviceId", "reply.registrationState"); !s) {
+      return Error{s.error()};
+    }
+  }
+  return result;
+}
+
+ServiceError parse_service_error(std::string_view body) {
+  ServiceError result;
+  Expected<json> parsed = parse_reply(body);
+  if (!parsed || !parsed->is_object()) return result;
+  const json& root = *parsed;
+  if (const json* code = member(root, "errorCode")) result.error_code = as_int64(*code);
+  if (const json* message = member(root, "message"); message && message->is_string()) {
+    result.message = message->get_ref<const std::string&>();
+  }
+  if (const json* tracking = member(root, "trackingId"); tracking && tracking->is_string()) {
+    result.tracking_id = tracking->get_ref<const std::string&>();
+  }
+  return result;
+}
+
+}  // namespace dpsd::core
