@@ -8,8 +8,11 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
+
+#include "core/expected.hpp"
 
 namespace dpsd::core {
 
@@ -69,9 +72,23 @@ ConfigResult parse_config(const std::vector<ConfigDocument>& documents);
 // Durations: an integer (seconds) or a string such as "250ms", "2s", "5min", "1h".
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
 
-// Reads main_file, then <dir of main_file>/config.d/*.toml in lexical order, parses, then
-// reads and validates payload_file and checks the key source (existence, permissions) via
-// check_key_source(). A missing main file is a problem unless drop-ins supply everything.
+// The parsed form of provisioning.attestation.symmetric_key. The syntax lives here so the
+// config check and dpsd::io's key loader agree on it; reading the key is dpsd::io's job.
+struct KeyUri {
+  enum class Kind { File, Credential };
+  Kind kind;
+  std::string value;  // File: the absolute path (taken literally, no %-decoding); Credential: NAME
+};
+// "file:///abs/path" or "credential:NAME" (NAME a plain file name). Errors never echo the text
+// after the scheme: an operator who pastes the key itself there must not see it in a log.
+Expected<KeyUri> parse_key_uri(std::string_view uri);
+
+// Reads main_file, then <dir of main_file>/config.d/*.toml in lexical order (other extensions
+// and dot files ignored), parses, then reads payload_file and validates it as JSON into
+// payload_json. A missing main file is reported only when the result lacks required keys (so
+// drop-ins alone may configure the daemon); any other read error is always a problem.
+// It does not look at the key source: core does no key I/O, so the caller runs
+// dpsd::io::check_key_source(config.symmetric_key_uri) itself (as --check-config does).
 ConfigResult load_config(const std::filesystem::path& main_file);
 
 }  // namespace dpsd::core

@@ -30,9 +30,13 @@ class SecretText {
 // regular file, mode (no group/other bits), and that it is valid base64. Used by --check-config.
 Status check_key_source(std::string_view uri);
 
-// Loads the key text. Errors: "key file /etc/dpsd/keys/device.key has mode 0644; it must not be
-// readable by group or others (chmod 600)", "credential 'dps-key' not found: $CREDENTIALS_DIRECTORY
-// is not set", "symmetric_key: unsupported URI 'http://…' (use file:///… or credential:NAME)".
+// Loads the key text. Every error names the file or credential and the cause, never the key:
+// "key file /etc/dpsd/keys/device.key has mode 0644; it must not be readable or writable by group
+// or others (chmod 600 /etc/dpsd/keys/device.key)", "credential 'dps-key' not found:
+// $CREDENTIALS_DIRECTORY is not set (…)", "unsupported URI scheme 'http' (use file:///path or
+// credential:NAME)"; callers add the "symmetric_key: " context. The URI syntax is
+// core::parse_key_uri(). Key files are opened with O_NOFOLLOW and must be private; credentials are
+// not mode-checked (systemd owns them).
 Expected<SecretText> load_key(std::string_view uri);
 
 }  // namespace dpsd::io
