@@ -31,6 +31,16 @@ std::string current_user() {
 
 }  // namespace
 
+std::filesystem::path emulator_plugin_path() {
+  return DPS_EMULATOR_PLUGIN;
+}
+
+// Built next to the plugin (tests/emulator/); the runner links this library, so its path cannot
+// come from a generator expression here without a dependency cycle.
+std::filesystem::path emulator_runner_path() {
+  return emulator_plugin_path().parent_path() / "dps-emulator-run";
+}
+
 DpsEmulator::DpsEmulator(EmulatorOptions opts) : opts_(std::move(opts)), extra_(opts_.extra) {
   if (opts_.dir.empty()) {
     owned_dir_ = std::make_unique<TempDir>("dps-emulator");

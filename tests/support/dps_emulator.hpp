@@ -20,6 +20,10 @@
 
 namespace dpsd::test {
 
+// The plugin and the dps-emulator-run program this build produced.
+std::filesystem::path emulator_plugin_path();
+std::filesystem::path emulator_runner_path();
+
 struct EmulatorDevice {
   std::string key;  // base64 symmetric key of an individual enrollment
   nlohmann::json scenario = nlohmann::json::object();  // {"name":"normal",…}; see README in plugin

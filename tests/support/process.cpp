@@ -238,10 +238,10 @@ std::string Process::command_line() const {
   return out;
 }
 
-RunResult run(std::vector<std::string> argv, std::chrono::milliseconds timeout,
-              ProcessOptions opts) {
+CommandResult run_command(std::vector<std::string> argv, std::chrono::milliseconds timeout,
+                          ProcessOptions opts) {
   Process p(std::move(argv), std::move(opts));
-  RunResult result;
+  CommandResult result;
   if (auto code = p.wait_for_exit(timeout)) {
     result.exit_code = *code;
   } else {

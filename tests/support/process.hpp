@@ -68,14 +68,15 @@ class Process {
   std::optional<int> exit_code_;
 };
 
+// Named apart from the integration fixture's own RunResult/run, which include this header.
 // Runs a program to completion (bounded by `timeout`, then killed) and returns its exit code and
 // output; convenient for CLI tools such as openssl or mosquitto_pub.
-struct RunResult {
+struct CommandResult {
   int exit_code = -1;  // 128 + signal when killed; -1 if it never finished (then killed)
   std::string out;
   std::string err;
 };
-RunResult run(std::vector<std::string> argv, std::chrono::milliseconds timeout,
-              ProcessOptions opts = {});
+CommandResult run_command(std::vector<std::string> argv, std::chrono::milliseconds timeout,
+                          ProcessOptions opts = {});
 
 }  // namespace dpsd::test

@@ -18,7 +18,7 @@ void openssl(const std::filesystem::path& dir, std::vector<std::string> args) {
   opts.working_dir = dir;
   // A site-wide openssl.cnf must not change what we generate.
   opts.unset_env = {"OPENSSL_CONF"};
-  RunResult r = run(args, 30s, opts);
+  CommandResult r = run_command(args, 30s, opts);
   if (r.exit_code != 0) {
     std::string cmd;
     for (const auto& a : args) cmd += a + " ";
