@@ -294,6 +294,9 @@ struct DeviceState {
 
 // Per live connection, keyed by client id.
 struct ClientState {
+  // Only compared, never dereferenced: tells this connection from an older one with the same
+  // client id whose DISCONNECT arrives after the new CONNECT (session takeover).
+  const mosquitto* connection = nullptr;
   std::uint64_t serial = 0;  // tells a reconnected client from the one a delayed reply was for
   std::string regid;
   bool auth_ok = false;
@@ -400,6 +403,7 @@ class Emulator {
     log(std::move(line));
 
     ClientState cs;
+    cs.connection = ev.client;
     cs.serial = ++serial_;
     cs.regid = r.regid;
     cs.auth_ok = r.ok;
@@ -455,7 +459,10 @@ class Emulator {
          {"qos", ev.qos}});
     auto req = parse_request(topic);
     auto it = clients_.find(cid);
-    if (!req || it == clients_.end()) return MOSQ_ERR_ACL_DENIED;
+    if (!req || it == clients_.end()) {
+      log({{"event", "no_reply"}, {"client_id", cid}, {"why", "not a request or unknown client"}});
+      return MOSQ_ERR_ACL_DENIED;
+    }
     if (mosquitto_client_sub_count(ev.client) <= 0) {
       // DPS answers on the response subscription only; without one the answer is lost.
       log({{"event", "no_reply"}, {"client_id", cid}, {"why", "no subscription"}});
@@ -475,7 +482,8 @@ class Emulator {
     const char* cid_c = mosquitto_client_id(ev.client);
     const std::string cid = cid_c ? cid_c : "";
     log({{"event", "disconnect"}, {"client_id", cid}, {"reason", ev.reason}});
-    clients_.erase(cid);
+    auto it = clients_.find(cid);
+    if (it != clients_.end() && it->second.connection == ev.client) clients_.erase(it);
     return MOSQ_ERR_SUCCESS;
   }
 

@@ -551,6 +551,17 @@ TEST_F(EmulatorTest, NoSubscriptionNoAnswerAndAclIsStrict) {
   EXPECT_TRUE(emu_.wait_for_events("publish_denied", "dev-a", 1, 2s)) << log_text();
 }
 
+TEST_F(EmulatorTest, SessionTakeoverKeepsAnsweringTheNewConnection) {
+  emu_.set_scenario("dev-a", {{"name", "immediate"}});
+  auto first = ready_client("dev-a", kKeyA);
+  auto second = ready_client("dev-a", kKeyA);
+  EXPECT_TRUE(first->wait_disconnected(3s)) << "the broker should drop the older session";
+  ASSERT_TRUE(emu_.wait_for_events("disconnect", "dev-a", 1, 2s)) << log_text();
+  auto r = request(*second, register_topic("1"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
 TEST_F(EmulatorTest, LogRecordsTheConversation) {
   emu_.set_scenario("dev-a", {{"name", "immediate"}});
   {
