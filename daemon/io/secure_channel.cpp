@@ -1,1 +1,725 @@
-// placeholder: being written
+#include "io/secure_channel.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "io/dns_resolver.hpp"
+#include "io/event_loop.hpp"
+#include "io/unique_fd.hpp"
+
+namespace dpsd::io {
+namespace {
+
+constexpr std::string_view kClosedByServer = "connection closed by server";
+constexpr std::string_view kClosedByClient = "connection closed by client";
+
+// strerror() with a lower-case first letter, so it reads as the tail of our own sentence
+// ("connect: 127.0.0.1:8883: connection refused").
+std::string errno_text(int err) {
+  std::string text = std::strerror(err);
+  if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
+  return text;
+}
+
+bool would_block(int err) {
+  return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
+}
+
+// The earliest queued error is the root cause; later ones only name the layers above it.
+std::string openssl_reason() {
+  const unsigned long code = ERR_peek_error();
+  std::string text;
+  if (code == 0) {
+    text = "unknown error";
+  } else if (ERR_SYSTEM_ERROR(code)) {
+    // A failed system call (fopen of the bundle, say): the reason field holds errno, and
+    // OpenSSL 3 has no string for it.
+    text = std::strerror(ERR_GET_REASON(code));
+  } else if (const char* reason = ERR_reason_error_string(code)) {
+    text = reason;
+  } else {
+    text = "OpenSSL error " + std::to_string(code);
+  }
+  ERR_clear_error();
+  return text;
+}
+
+// --- A socket BIO that cannot raise SIGPIPE --------------------------------------------------
+// OpenSSL's own socket BIO writes with write(), which raises SIGPIPE when the server has gone.
+// The daemon ignores SIGPIPE, but a library should not depend on that (tests do not), so the
+// TLS socket is driven through send(MSG_NOSIGNAL)/recv() instead.
+
+struct SocketBioState {
+  int fd = -1;
+  bool eof = false;  // recv() returned 0; OpenSSL asks (BIO_CTRL_EOF) to tell EOF from errors
+};
+
+int socket_bio_write(BIO* bio, const char* data, int length) {
+  auto* state = static_cast<SocketBioState*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  const ssize_t n = ::send(state->fd, data, static_cast<size_t>(length), MSG_NOSIGNAL);
+  if (n >= 0) return static_cast<int>(n);
+  if (would_block(errno)) BIO_set_retry_write(bio);
+  return -1;
+}
+
+int socket_bio_read(BIO* bio, char* data, int length) {
+  auto* state = static_cast<SocketBioState*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  const ssize_t n = ::recv(state->fd, data, static_cast<size_t>(length), 0);
+  if (n > 0) return static_cast<int>(n);
+  if (n == 0) {
+    state->eof = true;
+    return 0;
+  }
+  if (would_block(errno)) BIO_set_retry_read(bio);
+  return -1;
+}
+
+long socket_bio_ctrl(BIO* bio, int cmd, long /*num*/, void* /*ptr*/) {
+  auto* state = static_cast<SocketBioState*>(BIO_get_data(bio));
+  switch (cmd) {
+    case BIO_CTRL_FLUSH:
+      return 1;  // send() does not buffer
+    case BIO_CTRL_EOF:
+      return state->eof ? 1 : 0;
+    default:
+      return 0;
+  }
+}
+
+const BIO_METHOD* socket_bio_method() {
+  struct MethodDeleter {
+    void operator()(BIO_METHOD* method) const { BIO_meth_free(method); }
+  };
+  static const std::unique_ptr<BIO_METHOD, MethodDeleter> method = [] {
+    std::unique_ptr<BIO_METHOD, MethodDeleter> m(
+        BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "dpsd nosigpipe socket"));
+    if (m) {
+      BIO_meth_set_write(m.get(), socket_bio_write);
+      BIO_meth_set_read(m.get(), socket_bio_read);
+      BIO_meth_set_ctrl(m.get(), socket_bio_ctrl);
+    }
+    return m;
+  }();
+  return method.get();
+}
+
+struct SslDeleter {
+  void operator()(SSL* ssl) const { SSL_free(ssl); }
+};
+using SslPtr = std::unique_ptr<SSL, SslDeleter>;
+
+// One direction of the relay. Bounded, so a peer that stops reading applies back-pressure
+// (we stop reading the other side) instead of growing memory.
+class RelayBuffer {
+ public:
+  static constexpr std::size_t kCapacity = 16 * 1024;
+
+  bool empty() const { return begin_ == end_; }
+  bool full() const { return begin_ == 0 && end_ == kCapacity; }
+  const char* data() const { return bytes_.data() + begin_; }
+  std::size_t size() const { return end_ - begin_; }
+  // Free space at the tail; moves pending bytes to the front first. SSL_write tolerates that
+  // because SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER is set and a retry only ever gets longer.
+  char* space() {
+    if (begin_ > 0) {
+      std::memmove(bytes_.data(), bytes_.data() + begin_, size());
+      end_ -= begin_;
+      begin_ = 0;
+    }
+    return bytes_.data() + end_;
+  }
+  std::size_t space_size() const { return kCapacity - end_; }
+  void produced(std::size_t n) { end_ += n; }
+  void consumed(std::size_t n) {
+    begin_ += n;
+    if (begin_ == end_) begin_ = end_ = 0;
+  }
+
+ private:
+  std::array<char, kCapacity> bytes_{};
+  std::size_t begin_ = 0;
+  std::size_t end_ = 0;
+};
+
+// What the last SSL_read or SSL_write is blocked on. Either can need the other direction of
+// the socket (TLS 1.3 key updates, session tickets), so each direction remembers its own.
+enum class Want { Read, Write };
+
+std::uint32_t epoll_for(Want want) {
+  return want == Want::Read ? EPOLLIN : EPOLLOUT;
+}
+
+unsigned relay_socket_counter = 0;  // one loop, one thread: no atomics needed
+
+}  // namespace
+
+struct SecureChannel::Impl {
+  enum class Phase { Idle, Resolving, Connecting, Handshaking, Listening, Relaying, Closed };
+
+  Impl(sd_event* event, SSL_CTX* tls, ChannelOptions options, ReadyHandler on_ready,
+       ClosedHandler on_closed)
+      : event(event),
+        tls(tls),
+        options(std::move(options)),
+        on_ready(std::move(on_ready)),
+        on_closed(std::move(on_closed)),
+        connect_timer(event, [this] { on_connect_timeout(); }),
+        handshake_timer(event, [this] { on_handshake_timeout(); }) {}
+
+  ~Impl() { remove_socket_file(); }
+
+  void start();
+  // Each returns after at most one close(); callers must not touch the TLS state afterwards.
+  void on_resolved(Expected<std::vector<SocketAddress>> result);
+  void connect_next();
+  void on_tcp_writable();
+  void on_tcp_connected();
+  void begin_tls();
+  void handshake_step();
+  void open_listener();
+  void accept_clients();
+  void pump();
+  void update_interest();
+  void on_connect_timeout();
+  void on_handshake_timeout();
+  std::string tls_io_error(int ssl_error, int saved_errno);
+  void close(std::string reason);
+  void schedule(EventSourcePtr& slot, sd_event_handler_t handler);
+  void remove_socket_file();
+  void set_events(sd_event_source* source, std::uint32_t events);
+
+  static int on_tcp_io(sd_event_source* source, int fd, uint32_t revents, void* userdata);
+  static int on_listen_io(sd_event_source* source, int fd, uint32_t revents, void* userdata);
+  static int on_client_io(sd_event_source* source, int fd, uint32_t revents, void* userdata);
+  static int on_ready_defer(sd_event_source* source, void* userdata);
+  static int on_closed_defer(sd_event_source* source, void* userdata);
+
+  sd_event* event;
+  SSL_CTX* tls;
+  ChannelOptions options;
+  ReadyHandler on_ready;
+  ClosedHandler on_closed;
+
+  Phase phase = Phase::Idle;
+  bool ip_literal = false;
+  std::vector<SocketAddress> addresses;
+  std::size_t next_address = 0;
+  std::string last_connect_error;
+  std::string peer;
+  std::string socket_path;
+  bool socket_file_exists = false;
+  std::string close_reason;
+
+  RelayBuffer up;    // client (libmosquitto) -> server
+  RelayBuffer down;  // server -> client
+  bool client_eof = false;
+  bool server_eof = false;
+  Want read_want = Want::Read;
+  Want write_want = Want::Write;
+
+  // Declaration order is destruction order reversed: event sources and timers go first (so no
+  // callback can run on a half-destroyed object and no source watches a closed fd), then the
+  // SSL object, then the BIO state it points to and the fds.
+  UniqueFd tcp;
+  UniqueFd listener;
+  UniqueFd client;
+  SocketBioState bio_state;
+  SslPtr ssl;
+  std::unique_ptr<DnsQuery> dns;
+  EventSourcePtr tcp_source;
+  EventSourcePtr listen_source;
+  EventSourcePtr client_source;
+  EventSourcePtr ready_source;
+  EventSourcePtr closed_source;
+  Timer connect_timer;
+  Timer handshake_timer;
+};
+
+void SecureChannel::Impl::start() {
+  if (phase != Phase::Idle) return;
+  phase = Phase::Resolving;
+  connect_timer.arm(options.connect_timeout);
+
+  if (auto literal = parse_ip_literal(options.host, options.port)) {
+    ip_literal = true;
+    addresses = {*literal};
+    phase = Phase::Connecting;
+    connect_next();
+    return;
+  }
+  if (options.host.empty()) return close("dns: no host name configured");
+  auto query = DnsQuery::start(
+      event, options.host, options.port,
+      [this](Expected<std::vector<SocketAddress>> result) { on_resolved(std::move(result)); });
+  if (!query) return close("dns: " + options.host + ": " + query.error());
+  dns = std::move(*query);
+}
+
+void SecureChannel::Impl::on_resolved(Expected<std::vector<SocketAddress>> result) {
+  dns.reset();  // we are inside its handler; DnsQuery allows that
+  if (!result) return close("dns: " + options.host + ": " + result.error());
+  if (result->empty()) return close("dns: " + options.host + ": no addresses");
+  addresses = std::move(*result);
+  phase = Phase::Connecting;
+  connect_next();
+}
+
+// Tries the remaining addresses in order; one connect_timeout covers them all (and DNS), so a
+// dead first address costs only its refusal, or at worst the whole budget.
+void SecureChannel::Impl::connect_next() {
+  tcp_source.reset();
+  tcp.reset();
+  while (next_address < addresses.size()) {
+    const SocketAddress& address = addresses[next_address++];
+    peer = address.to_string();
+    UniqueFd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) {
+      last_connect_error = "connect: " + peer + ": " + errno_text(errno);
+      continue;
+    }
+    if (::connect(fd.get(), address.get(), address.length) == 0) {
+      tcp = std::move(fd);
+      return on_tcp_connected();
+    }
+    if (errno != EINPROGRESS) {
+      last_connect_error = "connect: " + peer + ": " + errno_text(errno);
+      continue;
+    }
+    sd_event_source* raw = nullptr;
+    const int rc = sd_event_add_io(event, &raw, fd.get(), EPOLLOUT, &Impl::on_tcp_io, this);
+    if (rc < 0) return close("connect: " + peer + ": sd_event_add_io: " + errno_text(-rc));
+    tcp = std::move(fd);
+    tcp_source.reset(raw);
+    return;
+  }
+  close(last_connect_error.empty() ? "connect: " + options.host + ": no usable address"
+                                   : last_connect_error);
+}
+
+void SecureChannel::Impl::on_tcp_writable() {
+  int err = 0;
+  socklen_t length = sizeof err;
+  if (::getsockopt(tcp.get(), SOL_SOCKET, SO_ERROR, &err, &length) < 0) err = errno;
+  if (err != 0) {
+    last_connect_error = "connect: " + peer + ": " + errno_text(err);
+    return connect_next();
+  }
+  on_tcp_connected();
+}
+
+void SecureChannel::Impl::on_tcp_connected() {
+  connect_timer.cancel();
+  // MQTT packets are small and latency-bound (PINGREQ, PUBACK); Nagle only delays them.
+  const int one = 1;
+  ::setsockopt(tcp.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (!tcp_source) {
+    sd_event_source* raw = nullptr;
+    const int rc = sd_event_add_io(event, &raw, tcp.get(), EPOLLOUT, &Impl::on_tcp_io, this);
+    if (rc < 0) return close("connect: " + peer + ": sd_event_add_io: " + errno_text(-rc));
+    tcp_source.reset(raw);
+  }
+  begin_tls();
+}
+
+void SecureChannel::Impl::begin_tls() {
+  phase = Phase::Handshaking;
+  ERR_clear_error();
+  ssl.reset(SSL_new(tls));
+  if (!ssl) return close("TLS: cannot create connection: " + openssl_reason());
+  // Partial writes let the relay hand SSL_write whatever it has and keep the rest buffered.
+  SSL_set_mode(ssl.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+
+  // SNI is only defined for host names (RFC 6066); an IP literal is checked against the
+  // certificate's IP SANs instead of its DNS names.
+  bool names_ok = true;
+  if (ip_literal) {
+    names_ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl.get()), options.host.c_str()) == 1;
+  } else {
+    names_ok = SSL_set_tlsext_host_name(ssl.get(), options.host.c_str()) == 1 &&
+               SSL_set1_host(ssl.get(), options.host.c_str()) == 1;
+    SSL_set_hostflags(ssl.get(), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  }
+  if (!names_ok)
+    return close("TLS: cannot check host name " + options.host + ": " + openssl_reason());
+
+  bio_state.fd = tcp.get();
+  BIO* bio = BIO_new(socket_bio_method());
+  if (bio == nullptr) return close("TLS: cannot create BIO: " + openssl_reason());
+  BIO_set_data(bio, &bio_state);
+  BIO_set_init(bio, 1);
+  SSL_set_bio(ssl.get(), bio, bio);  // the SSL owns the BIO from here on
+  SSL_set_connect_state(ssl.get());
+
+  handshake_timer.arm(options.handshake_timeout);
+  handshake_step();
+}
+
+void SecureChannel::Impl::handshake_step() {
+  ERR_clear_error();
+  errno = 0;
+  const int rc = SSL_do_handshake(ssl.get());
+  if (rc == 1) {
+    handshake_timer.cancel();
+    return open_listener();
+  }
+  const int saved_errno = errno;
+  const int error = SSL_get_error(ssl.get(), rc);
+  if (error == SSL_ERROR_WANT_READ) return set_events(tcp_source.get(), EPOLLIN);
+  if (error == SSL_ERROR_WANT_WRITE) return set_events(tcp_source.get(), EPOLLOUT);
+
+  // The chain or the name did not verify: say which check failed, in OpenSSL's words
+  // ("hostname mismatch", "unable to get local issuer certificate").
+  const long verify = SSL_get_verify_result(ssl.get());
+  if (verify != X509_V_OK) {
+    return close(std::string("TLS: certificate verify failed (") +
+                 X509_verify_cert_error_string(verify) + ")");
+  }
+  std::string reason;
+  if (error == SSL_ERROR_SSL && ERR_peek_error() != 0) {
+    reason = openssl_reason();
+  } else if (error == SSL_ERROR_ZERO_RETURN || saved_errno == 0 || bio_state.eof) {
+    reason = std::string(kClosedByServer);
+  } else {
+    reason = errno_text(saved_errno);
+  }
+  close("TLS: handshake failed: " + reason);
+}
+
+// The relay socket is created only now, after the server proved its identity: libmosquitto
+// learns the path from on_ready, so no credential can be written before verification.
+void SecureChannel::Impl::open_listener() {
+  tcp_source.reset();  // quiet until the client is there; the kernel buffers the server's bytes
+  const std::string name =
+      "mqtt-" + std::to_string(::getpid()) + "-" + std::to_string(++relay_socket_counter) + ".sock";
+  socket_path = (options.socket_dir / name).string();
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof address.sun_path) {
+    return close("relay socket: path too long: " + socket_path);
+  }
+  std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
+
+  // A crashed predecessor with a recycled pid may have left the name behind.
+  if (::unlink(socket_path.c_str()) < 0 && errno != ENOENT) {
+    return close("relay socket: " + socket_path + ": " + errno_text(errno));
+  }
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return close("relay socket: " + errno_text(errno));
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) < 0) {
+    return close("relay socket: " + socket_path + ": " + errno_text(errno));
+  }
+  socket_file_exists = true;
+  // A backlog above 1 so a stranger's pending connect cannot crowd out libmosquitto's.
+  if (::listen(fd.get(), 8) < 0) {
+    return close("relay socket: " + socket_path + ": " + errno_text(errno));
+  }
+  sd_event_source* raw = nullptr;
+  const int rc = sd_event_add_io(event, &raw, fd.get(), EPOLLIN, &Impl::on_listen_io, this);
+  if (rc < 0) return close("relay socket: sd_event_add_io: " + errno_text(-rc));
+  listener = std::move(fd);
+  listen_source.reset(raw);
+  phase = Phase::Listening;
+  schedule(ready_source, &Impl::on_ready_defer);
+}
+
+void SecureChannel::Impl::accept_clients() {
+  for (;;) {
+    UniqueFd fd(::accept4(listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      return close("relay socket: accept: " + errno_text(errno));
+    }
+    // Only this process may speak through our TLS session: the directory is 0700, but another
+    // process of the same user must not borrow the authenticated channel either. Refused
+    // connections are just closed; libmosquitto's may still be queued behind them.
+    ucred credentials{};
+    socklen_t length = sizeof credentials;
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &credentials, &length) < 0 ||
+        credentials.pid != ::getpid()) {
+      continue;
+    }
+    sd_event_source* raw = nullptr;
+    const int rc = sd_event_add_io(event, &raw, fd.get(), EPOLLIN, &Impl::on_client_io, this);
+    if (rc < 0) return close("relay socket: sd_event_add_io: " + errno_text(-rc));
+    client = std::move(fd);
+    client_source.reset(raw);
+    // Exactly one client: stop listening and take the name away at once.
+    listen_source.reset();
+    listener.reset();
+    remove_socket_file();
+
+    sd_event_source* tcp_raw = nullptr;
+    const int tcp_rc = sd_event_add_io(event, &tcp_raw, tcp.get(), EPOLLIN, &Impl::on_tcp_io, this);
+    if (tcp_rc < 0) return close("relay: sd_event_add_io: " + errno_text(-tcp_rc));
+    tcp_source.reset(tcp_raw);
+    phase = Phase::Relaying;
+    return pump();
+  }
+}
+
+// Moves bytes both ways until neither direction can make progress, then sleeps on exactly the
+// readiness that would let one continue. SSL_read is retried while there is room even if the
+// socket is not readable, which drains plaintext OpenSSL already holds (SSL_pending).
+void SecureChannel::Impl::pump() {
+  for (bool progress = true; progress;) {
+    progress = false;
+
+    if (!client_eof && up.space_size() > 0) {
+      char* space = up.space();
+      const ssize_t n = ::recv(client.get(), space, up.space_size(), 0);
+      if (n > 0) {
+        up.produced(static_cast<std::size_t>(n));
+        progress = true;
+      } else if (n == 0) {
+        client_eof = true;
+        progress = true;
+      } else if (!would_block(errno)) {
+        return close(std::string(kClosedByClient));
+      }
+    }
+
+    if (!up.empty()) {
+      ERR_clear_error();
+      errno = 0;
+      const int n = SSL_write(ssl.get(), up.data(), static_cast<int>(up.size()));
+      if (n > 0) {
+        up.consumed(static_cast<std::size_t>(n));
+        progress = true;
+      } else {
+        const int saved_errno = errno;
+        const int error = SSL_get_error(ssl.get(), n);
+        if (error == SSL_ERROR_WANT_READ) {
+          write_want = Want::Read;
+        } else if (error == SSL_ERROR_WANT_WRITE) {
+          write_want = Want::Write;
+        } else {
+          return close(tls_io_error(error, saved_errno));
+        }
+      }
+    }
+
+    if (!server_eof && down.space_size() > 0) {
+      ERR_clear_error();
+      errno = 0;
+      char* space = down.space();
+      const int n = SSL_read(ssl.get(), space, static_cast<int>(down.space_size()));
+      if (n > 0) {
+        down.produced(static_cast<std::size_t>(n));
+        progress = true;
+      } else {
+        const int saved_errno = errno;
+        const int error = SSL_get_error(ssl.get(), n);
+        if (error == SSL_ERROR_WANT_READ) {
+          read_want = Want::Read;
+        } else if (error == SSL_ERROR_WANT_WRITE) {
+          read_want = Want::Write;
+        } else {
+          std::string reason = tls_io_error(error, saved_errno);
+          if (reason != kClosedByServer) return close(std::move(reason));
+          server_eof = true;  // deliver what we already have before saying so
+          progress = true;
+        }
+      }
+    }
+
+    if (!down.empty()) {
+      const ssize_t n = ::send(client.get(), down.data(), down.size(), MSG_NOSIGNAL);
+      if (n > 0) {
+        down.consumed(static_cast<std::size_t>(n));
+        progress = true;
+      } else if (n < 0 && !would_block(errno)) {
+        return close(std::string(kClosedByClient));
+      }
+    }
+  }
+
+  if (server_eof && down.empty()) return close(std::string(kClosedByServer));
+  if (client_eof && up.empty()) {
+    SSL_shutdown(ssl.get());  // best effort close_notify; we do not wait for the reply
+    return close(std::string(kClosedByClient));
+  }
+  update_interest();
+}
+
+// A direction only contributes to the wait when it still has work; a drained or stopped one
+// must not keep the source enabled or level-triggered epoll would spin.
+void SecureChannel::Impl::update_interest() {
+  std::uint32_t tcp_events = 0;
+  if (!server_eof && down.space_size() > 0) tcp_events |= epoll_for(read_want);
+  if (!up.empty()) tcp_events |= epoll_for(write_want);
+  set_events(tcp_source.get(), tcp_events);
+
+  std::uint32_t client_events = 0;
+  if (!client_eof && up.space_size() > 0) client_events |= EPOLLIN;
+  if (!down.empty()) client_events |= EPOLLOUT;
+  set_events(client_source.get(), client_events);
+}
+
+void SecureChannel::Impl::set_events(sd_event_source* source, std::uint32_t events) {
+  if (source == nullptr) return;
+  if (events == 0) {
+    sd_event_source_set_enabled(source, SD_EVENT_OFF);
+    return;
+  }
+  sd_event_source_set_io_events(source, events);
+  sd_event_source_set_enabled(source, SD_EVENT_ON);
+}
+
+std::string SecureChannel::Impl::tls_io_error(int ssl_error, int saved_errno) {
+  if (ssl_error == SSL_ERROR_ZERO_RETURN) return std::string(kClosedByServer);
+  if (ssl_error == SSL_ERROR_SSL) {
+    // OpenSSL 3 reports a TCP close without close_notify this way; for MQTT, whose packets are
+    // self-delimiting, that is an ordinary close (brokers and load balancers do it).
+    if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+      ERR_clear_error();
+      return std::string(kClosedByServer);
+    }
+    return "TLS: " + openssl_reason();
+  }
+  if (ssl_error == SSL_ERROR_SYSCALL) {
+    if (saved_errno == 0 || saved_errno == EPIPE || bio_state.eof) {
+      return std::string(kClosedByServer);
+    }
+    if (saved_errno == ECONNRESET) return "connection reset by server";
+    return "connection to server lost: " + errno_text(saved_errno);
+  }
+  return "TLS: error " + std::to_string(ssl_error);
+}
+
+void SecureChannel::Impl::on_connect_timeout() {
+  if (phase != Phase::Resolving && phase != Phase::Connecting) return;
+  close("connect: " + options.host + ":" + std::to_string(options.port) + ": timed out after " +
+        std::to_string(options.connect_timeout.count()) + " ms");
+}
+
+void SecureChannel::Impl::on_handshake_timeout() {
+  if (phase != Phase::Handshaking) return;
+  close("TLS: handshake timed out after " + std::to_string(options.handshake_timeout.count()) +
+        " ms");
+}
+
+// Tears everything down now and reports later, from a defer source: close() runs deep inside
+// our own callbacks, and the handler may destroy the channel, so it must run where nothing of
+// ours is left on the stack. Destroying the channel first cancels the report.
+void SecureChannel::Impl::close(std::string reason) {
+  if (phase == Phase::Closed) return;
+  phase = Phase::Closed;
+  close_reason = std::move(reason);
+
+  connect_timer.cancel();
+  handshake_timer.cancel();
+  dns.reset();
+  ready_source.reset();
+  tcp_source.reset();
+  listen_source.reset();
+  client_source.reset();
+  ssl.reset();
+  client.reset();
+  listener.reset();
+  tcp.reset();
+  remove_socket_file();
+
+  schedule(closed_source, &Impl::on_closed_defer);
+}
+
+void SecureChannel::Impl::schedule(EventSourcePtr& slot, sd_event_handler_t handler) {
+  sd_event_source* raw = nullptr;
+  if (sd_event_add_defer(event, &raw, handler, this) < 0) {
+    // Out of memory in the loop itself; nothing sensible is left to do but not crash.
+    return;
+  }
+  slot.reset(raw);
+}
+
+void SecureChannel::Impl::remove_socket_file() {
+  if (!socket_file_exists) return;
+  ::unlink(socket_path.c_str());
+  socket_file_exists = false;
+}
+
+int SecureChannel::Impl::on_tcp_io(sd_event_source* /*source*/, int /*fd*/, uint32_t /*revents*/,
+                                   void* userdata) {
+  auto* self = static_cast<Impl*>(userdata);
+  switch (self->phase) {
+    case Phase::Connecting:
+      self->on_tcp_writable();
+      break;
+    case Phase::Handshaking:
+      self->handshake_step();
+      break;
+    case Phase::Relaying:
+      self->pump();
+      break;
+    default:
+      break;
+  }
+  return 0;
+}
+
+int SecureChannel::Impl::on_listen_io(sd_event_source* /*source*/, int /*fd*/, uint32_t /*revents*/,
+                                      void* userdata) {
+  auto* self = static_cast<Impl*>(userdata);
+  if (self->phase == Phase::Listening) self->accept_clients();
+  return 0;
+}
+
+int SecureChannel::Impl::on_client_io(sd_event_source* /*source*/, int /*fd*/, uint32_t /*revents*/,
+                                      void* userdata) {
+  auto* self = static_cast<Impl*>(userdata);
+  if (self->phase == Phase::Relaying) self->pump();
+  return 0;
+}
+
+int SecureChannel::Impl::on_ready_defer(sd_event_source* /*source*/, void* userdata) {
+  auto* self = static_cast<Impl*>(userdata);
+  self->ready_source.reset();
+  // The handler may destroy the channel: take what it needs first, touch nothing after.
+  ReadyHandler handler = std::move(self->on_ready);
+  const std::string path = self->socket_path;
+  if (handler) handler(path);
+  return 0;
+}
+
+int SecureChannel::Impl::on_closed_defer(sd_event_source* /*source*/, void* userdata) {
+  auto* self = static_cast<Impl*>(userdata);
+  self->closed_source.reset();
+  ClosedHandler handler = std::move(self->on_closed);
+  const std::string reason = self->close_reason;
+  if (handler) handler(reason);
+  return 0;
+}
+
+SecureChannel::SecureChannel(sd_event* event, SSL_CTX* tls, ChannelOptions options,
+                             ReadyHandler on_ready, ClosedHandler on_closed)
+    : impl_(std::make_unique<Impl>(event, tls, std::move(options), std::move(on_ready),
+                                   std::move(on_closed))) {}
+
+SecureChannel::~SecureChannel() = default;
+
+void SecureChannel::start() {
+  impl_->start();
+}
+
+std::string SecureChannel::peer() const {
+  return impl_->peer;
+}
+
+}  // namespace dpsd::io
