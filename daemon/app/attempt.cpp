@@ -138,18 +138,21 @@ void Attempt::on_channel_ready(const std::string& socket_path) {
   io::log_debug("TLS up to " + channel_->peer() + "; MQTT CONNECT as " + client_id_);
   mqtt_ = std::make_unique<io::MqttSession>(
       event_, client_id_,
-      io::MqttSession::Handlers{
-          [this](int rc) {
-            if (rc == 0) {
-              feed(core::Connected{});
-            } else {
-              feed(core::ConnectRefused{rc});
-            }
-          },
-          [this](std::string topic, std::string payload) {
-            feed(core::MessageReceived{std::move(topic), std::move(payload)});
-          },
-          [this](std::string reason) { feed(core::ConnectionLost{std::move(reason)}); }});
+      io::MqttSession::Handlers{[this](int rc) {
+                                  if (rc == 0) {
+                                    feed(core::Connected{});
+                                  } else {
+                                    feed(core::ConnectRefused{rc});
+                                  }
+                                },
+                                [this](std::string topic, std::string payload) {
+                                  feed(core::MessageReceived{std::move(topic), std::move(payload)});
+                                },
+                                [this](std::string reason) {
+                                  feed(core::ConnectionLost{channel_close_reason_.empty()
+                                                                ? std::move(reason)
+                                                                : channel_close_reason_});
+                                }});
   auto status = mqtt_->connect(socket_path, username_, token.value());
   OPENSSL_cleanse(token.value().data(), token.value().size());
   if (!status) feed(core::ConnectionLost{status.error()});
@@ -162,6 +165,13 @@ void Attempt::on_channel_closed(const std::string& reason) {
     complete_when_closed();
     return;
   }
+  if (mqtt_) {
+    // The relay hands libmosquitto every byte the server sent before closing (a CONNACK 5, a
+    // last reply) and then closes its end: let libmosquitto read them first and report the
+    // loss itself, with the channel's reason.
+    channel_close_reason_ = reason;
+    return;
+  }
   feed(core::ConnectionLost{reason});
 }
 
@@ -171,6 +181,8 @@ void Attempt::close_connection() {
     // Closing libmosquitto's end makes the relay finish and close the TLS side.
     mqtt_.reset();
   }
+  // A channel that already closed will not report again: nothing to wait for.
+  if (channel_ && !channel_close_reason_.empty()) channel_.reset();
   if (channel_) close_grace_timer_.arm(kCloseGrace);
 }
 

@@ -50,6 +50,7 @@ class Attempt {
   core::Registration registration_;
   std::string client_id_;
   std::string username_;
+  std::string channel_close_reason_;  // set when the server closed while libmosquitto drains
   std::unique_ptr<io::SecureChannel> channel_;
   std::unique_ptr<io::MqttSession> mqtt_;
   io::Timer response_timer_;

@@ -57,8 +57,7 @@ class Device {
                     std::optional<std::string> endpoint = {},
                     std::optional<std::filesystem::path> trust_bundle = {},
                     const std::string& provisioning_extra = "") {
-    const std::string ep =
-        endpoint.value_or("localhost:" + std::to_string(emulator_.port()));
+    const std::string ep = endpoint.value_or("localhost:" + std::to_string(emulator_.port()));
     const std::string bundle = trust_bundle.value_or(emulator_.ca_path()).string();
     std::string text = "[provisioning]\nglobal_endpoint = \"" + ep + "\"\nid_scope = \"" +
                        emulator_.scope() + "\"\nregistration_id = \"" + regid_ + "\"\n" +
@@ -69,8 +68,8 @@ class Device {
                        "\"\n[network]\nconnect_timeout = \"3s\"\ntls_handshake_timeout = "
                        "\"3s\"\nresponse_timeout = \"5s\"\n[retry]\ninitial = \"200ms\"\nmax = "
                        "\"1s\"\n[paths]\nstate_dir = \"" +
-                       (dir_ / "state").string() + "\"\nruntime_dir = \"" + (dir_ / "run").string() +
-                       "\"\n" + extra;
+                       (dir_ / "state").string() + "\"\nruntime_dir = \"" +
+                       (dir_ / "run").string() + "\"\n" + extra;
     write_file(config_path(), text, 0644);
   }
 

@@ -8,16 +8,16 @@
 namespace dpsd::test {
 namespace {
 
-struct Run {
+struct CliRun {
   int code = -1;
   std::string out;
   std::string err;
 };
 
-Run dpsd(std::vector<std::string> args) {
+CliRun dpsd(std::vector<std::string> args) {
   args.insert(args.begin(), DPSD_BINARY);
   Process p(args);
-  Run run;
+  CliRun run;
   run.code = p.wait_for_exit(std::chrono::seconds(20)).value_or(-1);
   run.out = p.stdout_text();
   run.err = p.stderr_text();
@@ -40,7 +40,7 @@ class Cli : public ::testing::Test {
 
 TEST_F(Cli, CheckConfigAcceptsAGoodConfig) {
   write_file(dir_ / "config.toml", config((dir_ / "device.key").string()));
-  const Run r = dpsd({"--check-config", "--config", (dir_ / "config.toml").string()});
+  const CliRun r = dpsd({"--check-config", "--config", (dir_ / "config.toml").string()});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("configuration OK"), std::string::npos);
 }
@@ -48,12 +48,12 @@ TEST_F(Cli, CheckConfigAcceptsAGoodConfig) {
 TEST_F(Cli, KeyReadableByOthersIsRefusedNamingPathAndMode) {
   write_file(dir_ / "device.key", "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=\n", 0644);
   write_file(dir_ / "config.toml", config((dir_ / "device.key").string()));
-  const Run r = dpsd({"--check-config", "--config", (dir_ / "config.toml").string()});
+  const CliRun r = dpsd({"--check-config", "--config", (dir_ / "config.toml").string()});
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find((dir_ / "device.key").string()), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("0644"), std::string::npos) << r.err;
   // The daemon refuses to start with it, too, and never prints the key.
-  const Run once = dpsd({"--once", "--config", (dir_ / "config.toml").string()});
+  const CliRun once = dpsd({"--once", "--config", (dir_ / "config.toml").string()});
   EXPECT_EQ(once.code, 2);
   EXPECT_NE(once.err.find("0644"), std::string::npos) << once.err;
   EXPECT_EQ(once.err.find("c2VjcmV0"), std::string::npos);
@@ -64,7 +64,7 @@ TEST_F(Cli, EveryProblemIsListedWithFileKeyAndReason) {
              "[provisioning]\nid_scope = 42\nregistation_id = \"dev-1\"\n"
              "[provisioning.attestation]\nsymmetric_key = \"http://example/key\"\n"
              "[retry]\ninitial = \"soon\"\n");
-  const Run r = dpsd({"--check-config", "--config", (dir_ / "config.toml").string()});
+  const CliRun r = dpsd({"--check-config", "--config", (dir_ / "config.toml").string()});
   EXPECT_EQ(r.code, 2);
   const std::string file = (dir_ / "config.toml").string();
   EXPECT_NE(r.err.find(file + ": provisioning.id_scope: "), std::string::npos) << r.err;
@@ -78,7 +78,7 @@ TEST_F(Cli, DropInsOverrideTheMainFile) {
   write_file(dir_ / "config.toml", config((dir_ / "device.key").string()));
   std::filesystem::create_directories(dir_ / "config.d");
   write_file(dir_ / "config.d" / "50-typo.toml", "[provisioning]\nid_scop = \"x\"\n");
-  const Run r = dpsd({"--check-config", "--config", (dir_ / "config.toml").string()});
+  const CliRun r = dpsd({"--check-config", "--config", (dir_ / "config.toml").string()});
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find((dir_ / "config.d" / "50-typo.toml").string() + ": provisioning.id_scop"),
             std::string::npos)
@@ -87,13 +87,14 @@ TEST_F(Cli, DropInsOverrideTheMainFile) {
 
 TEST_F(Cli, MissingKeyFileIsAClearError) {
   write_file(dir_ / "config.toml", config((dir_ / "nope.key").string()));
-  const Run r = dpsd({"--once", "--config", (dir_ / "config.toml").string()});
+  const CliRun r = dpsd({"--once", "--config", (dir_ / "config.toml").string()});
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find((dir_ / "nope.key").string()), std::string::npos) << r.err;
 }
 
 TEST_F(Cli, ShippedConfigNamesWhatAVendorMustFillIn) {
-  const Run r = dpsd({"--check-config", "--config", std::string(DPSD_SOURCE_DIR) + "/etc/dpsd/config.toml"});
+  const CliRun r =
+      dpsd({"--check-config", "--config", std::string(DPSD_SOURCE_DIR) + "/etc/dpsd/config.toml"});
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("provisioning.id_scope"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("provisioning.registration_id"), std::string::npos) << r.err;
@@ -102,7 +103,7 @@ TEST_F(Cli, ShippedConfigNamesWhatAVendorMustFillIn) {
 TEST_F(Cli, BadArgumentsExitTwoWithUsage) {
   EXPECT_EQ(dpsd({"--bogus"}).code, 2);
   EXPECT_EQ(dpsd({"--once", "--timeout", "x"}).code, 2);
-  const Run help = dpsd({"--help"});
+  const CliRun help = dpsd({"--help"});
   EXPECT_EQ(help.code, 0);
   EXPECT_NE(help.out.find("Exit status"), std::string::npos);
 }

@@ -223,11 +223,12 @@ TEST_F(Provision, NotFoundIsRefusedAndKeepsState) {
 
 TEST_F(Provision, FailedAssignmentIsRefusedWithErrorCodeAndKeepsState) {
   auto device = enroll();
-  const RunResult r = expect_failure_keeps_state(
-      *device,
-      {{"name", "failed"}, {"error_code", 400207},
-       {"message", "Custom allocation failed with status code: 400"}},
-      1);
+  const RunResult r =
+      expect_failure_keeps_state(*device,
+                                 {{"name", "failed"},
+                                  {"error_code", 400207},
+                                  {"message", "Custom allocation failed with status code: 400"}},
+                                 1);
   EXPECT_NE(r.err.find("errorCode 400207: Custom allocation failed with status code: 400"),
             std::string::npos)
       << r.err;
