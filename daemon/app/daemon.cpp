@@ -3,13 +3,16 @@
 #include <openssl/crypto.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <iostream>
 
+#include "dpsd/version.hpp"
 #include "io/key_source.hpp"
 #include "io/log.hpp"
 
@@ -36,6 +39,15 @@ std::string seconds_text(milliseconds delay) {
   return buffer;
 }
 
+std::string utc_text(std::int64_t unix_seconds) {
+  const std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buffer;
+}
+
 // A tag that changes when the key changes but reveals nothing about it: HMAC of a fixed label
 // under the device key, truncated. Lets a rotated key re-provision (fingerprint input).
 std::string key_tag(const core::Signer& signer) {
@@ -54,6 +66,18 @@ Status make_private_dir(const std::filesystem::path& dir) {
     return Error{"cannot chmod 0700 " + dir.string() + ": " + std::strerror(errno)};
   }
   return ok_status();
+}
+
+// The earliest time a set clock can show: this build's time. DPSD_CLOCK_FLOOR (seconds since
+// the epoch) raises it, so tests can exercise the wait without changing the system clock.
+std::int64_t clock_floor() {
+  std::int64_t floor = kBuildTimeUnix;
+  if (const char* text = std::getenv("DPSD_CLOCK_FLOOR")) {
+    char* end = nullptr;
+    const long long value = std::strtoll(text, &end, 10);
+    if (end != text && *end == '\0' && value > floor) floor = value;
+  }
+  return floor;
 }
 
 }  // namespace
@@ -81,14 +105,23 @@ Daemon::Daemon(core::Config config, Options options)
       backoff_(config_.retry_initial, config_.retry_max),
       refused_backoff_(config_.retry_refused, config_.retry_refused),
       random_(std::random_device{}()),
-      retry_timer_(loop_.get(), [this] { start_attempt(); }) {}
+      retry_timer_(loop_.get(), [this] { start_attempt(); }) {
+  status_.registration_id = config_.registration_id;
+  status_.id_scope = config_.id_scope;
+}
 
-Daemon::~Daemon() = default;
+Daemon::~Daemon() {
+  // Destroy the attempt before anything it refers to; wipe the key copy.
+  attempt_.reset();
+  OPENSSL_cleanse(device_key_.data(), device_key_.size());
+}
 
 bool Daemon::prepare_identity() {
+  identity_ready_ = false;
   auto key = io::load_key(config_.symmetric_key_uri);
   if (!key) {
-    io::log_error("symmetric_key: " + key.error());
+    status_.last_error = "symmetric_key: " + key.error();
+    io::log_error(status_.last_error);
     return false;
   }
   std::string device_key = key->view();
@@ -96,18 +129,22 @@ bool Daemon::prepare_identity() {
     auto derived = core::derive_device_key(key->view(), config_.registration_id);
     OPENSSL_cleanse(device_key.data(), device_key.size());
     if (!derived) {
-      io::log_error("symmetric_key: cannot derive the device key: " + derived.error());
+      status_.last_error = "symmetric_key: cannot derive the device key: " + derived.error();
+      io::log_error(status_.last_error);
       return false;
     }
     device_key = std::move(derived.value());
   }
   auto signer = core::make_memory_signer(device_key);
-  OPENSSL_cleanse(device_key.data(), device_key.size());
   if (!signer) {
-    io::log_error("symmetric_key: " + signer.error());
+    OPENSSL_cleanse(device_key.data(), device_key.size());
+    status_.last_error = "symmetric_key: " + signer.error();
+    io::log_error(status_.last_error);
     return false;
   }
   signer_ = std::move(signer.value());
+  OPENSSL_cleanse(device_key_.data(), device_key_.size());
+  device_key_ = std::move(device_key);
 
   core::FingerprintInputs inputs;
   inputs.id_scope = config_.id_scope;
@@ -121,15 +158,18 @@ bool Daemon::prepare_identity() {
 
   auto tls = io::make_client_tls_context(config_.trust_bundle);
   if (!tls) {
-    io::log_error("tls: " + tls.error());
+    status_.last_error = "tls: " + tls.error();
+    io::log_error(status_.last_error);
     return false;
   }
   tls_ = std::move(tls.value());
 
   if (auto status = make_private_dir(config_.runtime_dir / "private"); !status) {
-    io::log_error("paths.runtime_dir: " + status.error());
+    status_.last_error = "paths.runtime_dir: " + status.error();
+    io::log_error(status_.last_error);
     return false;
   }
+  identity_ready_ = true;
   return true;
 }
 
@@ -139,57 +179,171 @@ int Daemon::run() {
   ::signal(SIGPIPE, SIG_IGN);
   sigset_t mask;
   sigemptyset(&mask);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGINT);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, sig);
   sigprocmask(SIG_BLOCK, &mask, nullptr);
-  sd_event_source* raw = nullptr;
-  sd_event_add_signal(loop_.get(), &raw, SIGTERM, nullptr, nullptr);  // default handler: exit 0
-  sigterm_.reset(raw);
-  sd_event_add_signal(loop_.get(), &raw, SIGINT, nullptr, nullptr);
-  sigint_.reset(raw);
+  for (int sig : {SIGTERM, SIGINT}) {
+    sd_event_source* raw = nullptr;
+    // No handler: sd-event exits the loop with code 0. Whatever runs is abandoned without a
+    // state write, so a stop never leaves a half-written file.
+    sd_event_add_signal(loop_.get(), &raw, sig, nullptr, nullptr);
+    signal_sources_.emplace_back(raw);
+  }
+  if (!options_.once) {
+    sd_event_source* raw = nullptr;
+    sd_event_add_signal(
+        loop_.get(), &raw, SIGHUP,
+        [](sd_event_source*, const signalfd_siginfo*, void* userdata) {
+          static_cast<Daemon*>(userdata)->reload();
+          return 0;
+        },
+        this);
+    signal_sources_.emplace_back(raw);
+    // WATCHDOG=1 from the loop itself, at half of WatchdogSec, when systemd asks for it.
+    sd_event_set_watchdog(loop_.get(), 1);
+  }
 
-  if (!prepare_identity()) return kExitConfig;
+  const bool identity_ok = prepare_identity();
+  if (!identity_ok && options_.once) return kExitConfig;
 
-  std::string problem;
-  auto cached = store_.load(&problem);
-  if (!problem.empty()) io::log_warning("ignoring state file: " + problem);
-  if (cached && cached->fingerprint == fingerprint_) {
-    status_.assignment = cached;
-    status_.source = "cache";
-    status_.state = ProvisioningState::Provisioned;
-    if (auto status = store_.write_env(*cached); !status) io::log_warning(status.error());
-    if (options_.once && !options_.force) {
-      std::cout << "provisioned (cached): hub=" << cached->assigned_hub
-                << " device=" << cached->device_id << " state=" << store_.state_path().string()
+  if (!options_.once && !options_.no_bus) {
+    auto bus = BusService::create(loop_.get(), *this);
+    if (bus) {
+      bus_ = std::move(bus.value());
+    } else {
+      io::log_warning("D-Bus: " + bus.error() + "; running without the bus interface");
+    }
+  }
+
+  if (identity_ok) serve_cache();
+
+  if (options_.once) {
+    if (status_.state == ProvisioningState::Provisioned && !options_.force) {
+      const auto& cached = *status_.assignment;
+      std::cout << "provisioned (cached): hub=" << cached.assigned_hub
+                << " device=" << cached.device_id << " state=" << store_.state_path().string()
                 << std::endl;
       return kExitOk;
     }
-  } else if (cached) {
-    io::log_notice("state file was written for other provisioning inputs; provisioning again");
+    start_attempt();
+  } else {
+    const bool confirm =
+        config_.reprovision_on_start == core::ReprovisionOnStart::Always ||
+        (config_.reprovision_on_start == core::ReprovisionOnStart::WhenStale && cache_is_stale());
+    if (!identity_ok) {
+      status_.state = ProvisioningState::Failed;
+      schedule_retry(refused_backoff_.next(random_()));
+    } else if (status_.state != ProvisioningState::Provisioned || confirm) {
+      start_attempt();
+    }
+    status_changed();
+    // Ready once the bus name is owned and the cache (if any) is served: consumers ordered
+    // after us can ask at once.
+    sd_notify(0, ("READY=1\nSTATUS=" + status_line()).c_str());
   }
 
-  if (!(status_.state == ProvisioningState::Provisioned && !options_.once && !options_.force)) {
-    start_attempt();
-  }
   const int rc = loop_.run();
   if (rc < 0) {
     io::log_error(std::string("event loop failed: ") + std::strerror(-rc));
     return 70;
   }
+  if (!options_.once) sd_notify(0, "STOPPING=1");
   return options_.once ? exit_code_ : kExitOk;
 }
 
+void Daemon::serve_cache() {
+  std::string problem;
+  auto cached = store_.load(&problem);
+  if (!problem.empty()) io::log_warning("ignoring state file: " + problem);
+  if (!cached) return;
+  if (cached->fingerprint != fingerprint_) {
+    io::log_notice(
+        "state file was written for other provisioning inputs (scope, registration id, "
+        "endpoint or key changed); provisioning again");
+    return;
+  }
+  status_.assignment = cached;
+  status_.source = "cache";
+  status_.state = ProvisioningState::Provisioned;
+  status_.provisioned_usec = static_cast<std::uint64_t>(cached->provisioned_at_unix) * 1'000'000U;
+  if (auto status = store_.write_env(*cached); !status) io::log_warning(status.error());
+  io::log_info("serving the cached assignment: hub=" + cached->assigned_hub +
+               " device=" + cached->device_id);
+}
+
+bool Daemon::cache_is_stale() const {
+  if (!status_.assignment) return true;
+  const auto age = std::chrono::seconds(static_cast<std::int64_t>(std::time(nullptr)) -
+                                        status_.assignment->provisioned_at_unix);
+  return age > config_.stale_after;
+}
+
+bool Daemon::clock_is_sane() {
+  const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
+  const std::int64_t floor = clock_floor();
+  if (now >= floor) return true;
+  // A SAS token signed now would carry an expiry in the past and TLS would find certificates
+  // not yet valid: wait for the clock (NTP, RTC) instead. A CLOCK_REALTIME timer at the floor
+  // fires as soon as the clock is set past it.
+  status_.last_error = "system clock says " + utc_text(now) + ", earlier than " + utc_text(floor) +
+                       " (dpsd's build time); waiting for the clock to be set";
+  if (!clock_wait_) {
+    io::log_warning(status_.last_error);
+    sd_event_source* raw = nullptr;
+    sd_event_add_time(
+        loop_.get(), &raw, CLOCK_REALTIME, static_cast<std::uint64_t>(floor) * 1'000'000U, 0,
+        [](sd_event_source*, uint64_t, void* userdata) {
+          auto* self = static_cast<Daemon*>(userdata);
+          self->clock_wait_.reset();
+          io::log_notice("system clock is set now; provisioning");
+          self->start_attempt();
+          return 0;
+        },
+        this);
+    clock_wait_.reset(raw);
+  }
+  status_changed();
+  return false;
+}
+
 void Daemon::start_attempt() {
+  if (attempt_ || clock_wait_) return;  // one registration at a time
+  retry_timer_.cancel();
+  if (!identity_ready_ && !prepare_identity()) {
+    if (status_.state != ProvisioningState::Provisioned) status_.state = ProvisioningState::Failed;
+    if (options_.once) return finish_once(kExitConfig);
+    schedule_retry(refused_backoff_.next(random_()));
+    return;
+  }
+  if (!clock_is_sane()) return;
   ++status_.attempts;
   status_.last_attempt_usec = realtime_usec();
   status_.next_attempt_usec = 0;
-  if (status_.state != ProvisioningState::Provisioned)
+  if (status_.state != ProvisioningState::Provisioned) {
     status_.state = ProvisioningState::Provisioning;
+  }
   attempt_started_ = std::chrono::steady_clock::now();
   attempt_ =
       std::make_unique<Attempt>(loop_.get(), tls_.get(), config_, signer_,
                                 [this](core::Outcome outcome) { on_outcome(std::move(outcome)); });
+  status_changed();
   attempt_->start();
+}
+
+void Daemon::reprovision() {
+  if (attempt_) return;  // one is running: its outcome is the answer
+  io::log_notice("re-provisioning on request");
+  backoff_.reset();
+  start_attempt();
+}
+
+std::optional<ConnectionInfo> Daemon::connection_info() const {
+  if (!status_.assignment || device_key_.empty()) return std::nullopt;
+  ConnectionInfo info;
+  info.assigned_hub = status_.assignment->assigned_hub;
+  info.device_id = status_.assignment->device_id;
+  info.auth_type = "symmetric_key";
+  info.symmetric_key = device_key_;
+  return info;
 }
 
 core::Assignment Daemon::make_assignment(const core::RegistrationState& state) const {
@@ -215,6 +369,8 @@ void Daemon::on_outcome(core::Outcome outcome) {
   attempt_.reset();  // safe: Attempt delivers outcomes from a deferred source
   const auto took =
       std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - attempt_started_);
+  const std::string error_code =
+      outcome.dps_error_code ? std::to_string(*outcome.dps_error_code) : "";
   switch (outcome.kind) {
     case core::OutcomeKind::Assigned: {
       core::Assignment assignment = make_assignment(*outcome.registration_state);
@@ -231,11 +387,13 @@ void Daemon::on_outcome(core::Outcome outcome) {
       status_.assignment = assignment;
       status_.source = "dps";
       status_.last_error.clear();
+      status_.provisioned_usec = realtime_usec();
       io::log(io::Level::Notice,
               "provisioned: hub=" + assignment.assigned_hub + " device=" + assignment.device_id +
                   " in " + seconds_text(took),
               {{"DPS_OPERATION_ID", outcome.operation_id},
                {"IOTHUB_HOSTNAME", assignment.assigned_hub}});
+      status_changed();
       if (options_.once) {
         const auto total =
             std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started_);
@@ -248,23 +406,27 @@ void Daemon::on_outcome(core::Outcome outcome) {
     }
     case core::OutcomeKind::Refused: {
       status_.last_error = outcome.error;
-      if (status_.state != ProvisioningState::Provisioned)
+      // A cached assignment stays in use: DPS refusing a confirmation does not make the hub
+      // connection consumers already have any less valid.
+      if (status_.state != ProvisioningState::Provisioned) {
         status_.state = ProvisioningState::Failed;
+      }
       io::log(io::Level::Error, outcome.error,
-              {{"DPS_OPERATION_ID", outcome.operation_id},
-               {"DPS_ERROR_CODE",
-                outcome.dps_error_code ? std::to_string(*outcome.dps_error_code) : ""}});
+              {{"DPS_OPERATION_ID", outcome.operation_id}, {"DPS_ERROR_CODE", error_code}});
       if (options_.once) return finish_once(kExitRefused);
       schedule_retry(refused_backoff_.next(random_()));
       return;
     }
     case core::OutcomeKind::Transient: {
       status_.last_error = outcome.error;
-      if (status_.state != ProvisioningState::Provisioned)
+      if (status_.state != ProvisioningState::Provisioned) {
         status_.state = ProvisioningState::Retrying;
+      }
       const milliseconds delay = backoff_.next(random_(), outcome.retry_after);
-      io::log_warning("provisioning attempt failed: " + outcome.error + "; next attempt in " +
-                      seconds_text(delay));
+      io::log(io::Level::Warning,
+              "provisioning attempt failed: " + outcome.error + "; next attempt in " +
+                  seconds_text(delay),
+              {{"DPS_OPERATION_ID", outcome.operation_id}, {"DPS_ERROR_CODE", error_code}});
       if (options_.once &&
           std::chrono::steady_clock::now() + delay - started_ > options_.once_timeout) {
         io::log_error("giving up: no assignment within " +
@@ -280,11 +442,75 @@ void Daemon::on_outcome(core::Outcome outcome) {
 void Daemon::schedule_retry(milliseconds delay) {
   status_.next_attempt_usec = realtime_usec() + static_cast<std::uint64_t>(delay.count()) * 1000U;
   retry_timer_.arm(delay);
+  status_changed();
 }
 
 void Daemon::finish_once(int code) {
   exit_code_ = code;
   loop_.exit(code);
+}
+
+void Daemon::reload() {
+  io::log_notice("SIGHUP: reloading " + options_.config_path.string());
+  core::ConfigResult loaded = core::load_config(options_.config_path);
+  if (!loaded.config) {
+    for (const auto& problem : loaded.problems) io::log_error(problem.to_string());
+    io::log_error("configuration not reloaded: keeping the running one");
+    return;
+  }
+  const std::string old_fingerprint = fingerprint_;
+  // The attempt refers to the old config: end it before replacing what it points at.
+  attempt_.reset();
+  config_ = std::move(*loaded.config);
+  store_ = io::StateStore(config_.state_dir, config_.runtime_dir);
+  backoff_ = core::Backoff(config_.retry_initial, config_.retry_max);
+  refused_backoff_ = core::Backoff(config_.retry_refused, config_.retry_refused);
+  status_.registration_id = config_.registration_id;
+  status_.id_scope = config_.id_scope;
+  if (!prepare_identity()) {
+    status_.state = ProvisioningState::Failed;
+    schedule_retry(refused_backoff_.next(random_()));
+    return;
+  }
+  if (fingerprint_ == old_fingerprint && status_.state == ProvisioningState::Provisioned) {
+    io::log_info("provisioning inputs unchanged; keeping the assignment");
+    status_changed();
+    return;
+  }
+  // New inputs: the old assignment belongs to another identity and must not be served.
+  status_.assignment.reset();
+  status_.source.clear();
+  status_.state = ProvisioningState::Unprovisioned;
+  serve_cache();
+  if (status_.state != ProvisioningState::Provisioned) start_attempt();
+  status_changed();
+}
+
+std::string Daemon::status_line() const {
+  switch (status_.state) {
+    case ProvisioningState::Provisioned: {
+      std::string line = "Provisioned: hub " + status_.assignment->assigned_hub + ", device " +
+                         status_.assignment->device_id +
+                         (status_.source == "cache" ? " (from cache)" : "");
+      if (!status_.last_error.empty()) line += "; last confirmation failed: " + status_.last_error;
+      return line;
+    }
+    case ProvisioningState::Provisioning:
+      return "Provisioning (attempt " + std::to_string(status_.attempts) + ")";
+    case ProvisioningState::Retrying:
+      return "Retrying: " + status_.last_error;
+    case ProvisioningState::Failed:
+      return "Failed, needs attention: " + status_.last_error;
+    case ProvisioningState::Unprovisioned:
+      return status_.last_error.empty() ? "Unprovisioned" : "Waiting: " + status_.last_error;
+  }
+  return "";
+}
+
+void Daemon::status_changed() {
+  if (options_.once) return;
+  if (bus_) bus_->status_changed();
+  sd_notify(0, ("STATUS=" + status_line()).c_str());
 }
 
 int check_config(const std::filesystem::path& config_path) {

@@ -1,7 +1,8 @@
 #pragma once
-// The daemon's supervisor: loads the identity, serves a cached assignment, runs registration
-// attempts one at a time with backoff between them, and records each outcome (state file,
-// status model). `--once` is the same machine with an exit instead of a wait.
+// The daemon's supervisor: loads the identity, serves a cached assignment at once, runs
+// registration attempts one at a time with backoff between them (forever, politely), records each
+// outcome (state file, status model, D-Bus, systemd STATUS=), and never exits because
+// provisioning failed. `--once` is the same machine with an exit instead of a wait.
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <string>
 
 #include "app/attempt.hpp"
+#include "app/bus_service.hpp"
 #include "core/backoff.hpp"
 #include "core/config.hpp"
 #include "core/sas_token.hpp"
@@ -27,6 +29,7 @@ struct Options {
   bool once = false;
   bool force = false;
   bool verbose = false;
+  bool no_bus = false;
   std::chrono::seconds once_timeout{120};
 };
 
@@ -39,32 +42,31 @@ enum ExitCode : int {
   kExitStateWrite = 4,   // provisioned, but the state file could not be written
 };
 
-enum class ProvisioningState { Unprovisioned, Provisioning, Provisioned, Retrying, Failed };
-const char* to_string(ProvisioningState state);
-
-// What the daemon knows right now; the D-Bus object mirrors it.
-struct StatusModel {
-  ProvisioningState state = ProvisioningState::Unprovisioned;
-  std::optional<core::Assignment> assignment;
-  std::string source;  // "dps" | "cache" | ""
-  std::string last_error;
-  std::uint32_t attempts = 0;
-  std::uint64_t last_attempt_usec = 0;  // CLOCK_REALTIME
-  std::uint64_t next_attempt_usec = 0;
-};
-
-class Daemon {
+class Daemon final : public ProvisioningControl {
  public:
   Daemon(core::Config config, Options options);
-  ~Daemon();
+  ~Daemon() override;
   int run();  // returns the process exit code
 
+  // ProvisioningControl
+  const StatusModel& status() const override { return status_; }
+  void reprovision() override;
+  std::optional<ConnectionInfo> connection_info() const override;
+
  private:
+  // Loads key, TLS context and fingerprint for config_; on failure sets LastError and returns
+  // false (the daemon then waits for SIGHUP, Reprovision or the slow retry).
   bool prepare_identity();
+  void serve_cache();
+  bool cache_is_stale() const;
   void start_attempt();
+  bool clock_is_sane();
   void on_outcome(core::Outcome outcome);
   void schedule_retry(std::chrono::milliseconds delay);
   void finish_once(int code);
+  void reload();
+  void status_changed();
+  std::string status_line() const;
   core::Assignment make_assignment(const core::RegistrationState& state) const;
 
   core::Config config_;
@@ -72,16 +74,19 @@ class Daemon {
   io::EventLoop loop_;
   io::SslCtxPtr tls_;
   core::Signer signer_;
+  bool identity_ready_ = false;
   std::string fingerprint_;
+  std::string device_key_;  // base64; for GetConnectionInfo only, wiped when replaced or destroyed
   io::StateStore store_;
   core::Backoff backoff_;
   core::Backoff refused_backoff_;
   std::mt19937_64 random_;
   std::unique_ptr<Attempt> attempt_;
   io::Timer retry_timer_;
-  io::EventSourcePtr sigterm_;
-  io::EventSourcePtr sigint_;
+  io::EventSourcePtr clock_wait_;
+  std::vector<io::EventSourcePtr> signal_sources_;
   StatusModel status_;
+  std::unique_ptr<BusService> bus_;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point attempt_started_;
   int exit_code_ = kExitOk;

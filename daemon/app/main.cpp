@@ -24,9 +24,14 @@ Options:
       --once           provision (or reuse a state whose inputs match) and exit
       --force          with --once: register with DPS even if the state file matches
       --timeout SEC    with --once: give up after SEC seconds of failed attempts (default 120)
+      --no-bus         do not connect to the system bus (status only in logs and files)
   -v, --verbose        log debug messages
       --version        print the version
   -h, --help           this text
+
+Without --once, dpsd runs until SIGTERM: it serves a cached assignment at once, retries with
+backoff forever, never exits because provisioning failed, and re-reads the configuration on
+SIGHUP (re-provisioning when the scope, registration id, endpoint or key changed).
 
 Exit status:
   0  provisioned (or, without --once, stopped by SIGTERM)
@@ -40,13 +45,14 @@ Exit status:
 
 int main(int argc, char** argv) {
   dpsd::app::Options options;
-  enum { kCheckConfig = 1000, kOnce, kForce, kTimeout, kVersion };
+  enum { kCheckConfig = 1000, kOnce, kForce, kTimeout, kVersion, kNoBus };
   static const option kLongOptions[] = {
       {"config", required_argument, nullptr, 'c'},
       {"check-config", no_argument, nullptr, kCheckConfig},
       {"once", no_argument, nullptr, kOnce},
       {"force", no_argument, nullptr, kForce},
       {"timeout", required_argument, nullptr, kTimeout},
+      {"no-bus", no_argument, nullptr, kNoBus},
       {"verbose", no_argument, nullptr, 'v'},
       {"version", no_argument, nullptr, kVersion},
       {"help", no_argument, nullptr, 'h'},

@@ -219,11 +219,28 @@ struct Leaf {
   Handler apply;
 };
 
-const std::array<std::string_view, 6> kTables{
-    "provisioning", "provisioning.attestation", "tls", "network", "retry", "paths",
+const std::array<std::string_view, 7> kTables{
+    "provisioning", "provisioning.attestation", "tls", "network", "retry", "paths", "pkcs11",
 };
 
-const std::array<Leaf, 17> kLeaves{{
+const std::array<Leaf, 25> kLeaves{{
+    {"provisioning", "reprovision_on_start",
+     [](Config& c, const toml::node& n) -> Reason {
+       const auto text = string_of(n);
+       if (!text) return std::string(kMustBeString);
+       if (*text == "never") {
+         c.reprovision_on_start = ReprovisionOnStart::Never;
+       } else if (*text == "always") {
+         c.reprovision_on_start = ReprovisionOnStart::Always;
+       } else if (*text == "when-stale") {
+         c.reprovision_on_start = ReprovisionOnStart::WhenStale;
+       } else {
+         return "must be \"never\", \"always\" or \"when-stale\" (got " + quoted(*text) + ")";
+       }
+       return std::nullopt;
+     }},
+    {"provisioning", "stale_after",
+     [](Config& c, const toml::node& n) { return set_positive_duration(c.stale_after, n); }},
     {"provisioning", "global_endpoint",
      [](Config& c, const toml::node& n) -> Reason {
        const auto text = string_of(n);
@@ -256,8 +273,12 @@ const std::array<Leaf, 17> kLeaves{{
          c.method = AttestationMethod::SymmetricKey;
          return std::nullopt;
        }
-       if (*text == "x509" || *text == "tpm") return quoted(*text) + " is not supported yet";
-       return "must be \"symmetric_key\" (got " + quoted(*text) + ")";
+       if (*text == "x509") {
+         c.method = AttestationMethod::X509;
+         return std::nullopt;
+       }
+       if (*text == "tpm") return quoted(*text) + " is not supported yet";
+       return "must be \"symmetric_key\" or \"x509\" (got " + quoted(*text) + ")";
      }},
     {"provisioning.attestation", "enrollment",
      [](Config& c, const toml::node& n) -> Reason {
@@ -276,6 +297,12 @@ const std::array<Leaf, 17> kLeaves{{
      [](Config& c, const toml::node& n) -> Reason {
        const auto text = string_of(n);
        if (!text) return std::string(kMustBeString);
+       if (is_pkcs11_uri(*text)) {
+         auto pkcs11 = parse_pkcs11_uri(*text);
+         if (!pkcs11) return pkcs11.error();
+         c.symmetric_key_uri = *text;
+         return std::nullopt;
+       }
        auto uri = parse_key_uri(*text);
        if (!uri) return uri.error();
        c.symmetric_key_uri = *text;
@@ -309,6 +336,56 @@ const std::array<Leaf, 17> kLeaves{{
      [](Config& c, const toml::node& n) { return set_positive_duration(c.retry_max, n); }},
     {"retry", "refused",
      [](Config& c, const toml::node& n) { return set_positive_duration(c.retry_refused, n); }},
+    {"provisioning.attestation", "identity_cert",
+     [](Config& c, const toml::node& n) -> Reason {
+       const auto text = string_of(n);
+       if (!text) return std::string(kMustBeString);
+       // A certificate is public, but a credential: or pkcs11: form would suggest otherwise;
+       // one plain form keeps the check and the loader simple.
+       auto uri = parse_key_uri(*text);
+       if (!uri || uri->kind != KeyUri::Kind::File) {
+         return std::string("must be file:///absolute/path.pem (the certificate, then its chain)");
+       }
+       c.identity_cert_uri = *text;
+       return std::nullopt;
+     }},
+    {"provisioning.attestation", "identity_pk",
+     [](Config& c, const toml::node& n) -> Reason {
+       const auto text = string_of(n);
+       if (!text) return std::string(kMustBeString);
+       if (is_pkcs11_uri(*text)) {
+         auto pkcs11 = parse_pkcs11_uri(*text);
+         if (!pkcs11) return pkcs11.error();
+       } else if (auto uri = parse_key_uri(*text); !uri) {
+         return uri.error() + " or a pkcs11: URI";
+       }
+       c.identity_pk_uri = *text;
+       return std::nullopt;
+     }},
+    {"pkcs11", "module",
+     [](Config& c, const toml::node& n) { return set_optional_path(c.pkcs11_module, n); }},
+    {"pkcs11", "pin_file",
+     [](Config& c, const toml::node& n) { return set_optional_path(c.pkcs11_pin_file, n); }},
+    {"pkcs11", "pin_credential",
+     [](Config& c, const toml::node& n) -> Reason {
+       const auto text = string_of(n);
+       if (!text) return std::string(kMustBeString);
+       if (text->empty()) {
+         c.pkcs11_pin_credential.reset();
+         return std::nullopt;
+       }
+       auto uri = parse_key_uri("credential:" + std::string(*text));
+       if (!uri) return std::string("must be a plain credential name (no '/')");
+       c.pkcs11_pin_credential = uri->value;
+       return std::nullopt;
+     }},
+    // Known only to say why it is refused, instead of a bare "unknown key".
+    {"pkcs11", "pin",
+     [](Config&, const toml::node&) -> Reason {
+       return std::string(
+           "a PIN in clear in the configuration is refused (config files are world-readable); "
+           "use pin_file = \"/etc/dpsd/keys/pin\" (mode 0600) or pin_credential = \"NAME\"");
+     }},
     {"paths", "state_dir", [](Config& c, const toml::node& n) { return set_path(c.state_dir, n); }},
     {"paths", "runtime_dir",
      [](Config& c, const toml::node& n) { return set_path(c.runtime_dir, n); }},
@@ -627,6 +704,130 @@ Expected<KeyUri> parse_key_uri(std::string_view uri) {
   return Error{"unsupported URI scheme '" + std::string(scheme) + "' " + std::string(kUse)};
 }
 
+bool is_pkcs11_uri(std::string_view uri) {
+  return uri.substr(0, 7) == "pkcs11:";
+}
+
+Expected<Pkcs11Uri> parse_pkcs11_uri(std::string_view uri) {
+  if (!is_pkcs11_uri(uri)) return Error{"must start with pkcs11:"};
+  // Checked before anything else, on the whole text, so no later message can quote the PIN.
+  std::string lower(uri);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (lower.find("pin-value") != std::string::npos ||
+      lower.find("pin-source") != std::string::npos) {
+    return Error{
+        "a PIN in the pkcs11: URI is refused (config files are world-readable); remove "
+        "pin-value/pin-source and set [pkcs11] pin_file or pin_credential"};
+  }
+  static constexpr std::array<std::string_view, 13> kPathAttributes{"token",
+                                                                    "object",
+                                                                    "id",
+                                                                    "type",
+                                                                    "manufacturer",
+                                                                    "model",
+                                                                    "serial",
+                                                                    "library-manufacturer",
+                                                                    "library-description",
+                                                                    "library-version",
+                                                                    "slot-id",
+                                                                    "slot-description",
+                                                                    "slot-manufacturer"};
+  Pkcs11Uri out;
+  out.text = std::string(uri);
+  std::string_view rest = uri.substr(7);
+  if (const auto question = rest.find('?'); question != std::string_view::npos) {
+    // module-name/module-path would compete with [pkcs11] module; nothing else is meant for us.
+    return Error{
+        "pkcs11: URI query attributes (after '?') are not used; set the module in "
+        "[pkcs11] module"};
+  }
+  while (!rest.empty()) {
+    const auto semicolon = rest.find(';');
+    const std::string_view part = rest.substr(0, semicolon);
+    rest = semicolon == std::string_view::npos ? std::string_view{} : rest.substr(semicolon + 1);
+    if (part.empty()) continue;
+    const auto eq = part.find('=');
+    if (eq == std::string_view::npos) {
+      return Error{"pkcs11: URI attribute \"" + std::string(part) + "\" has no '='"};
+    }
+    const std::string name(part.substr(0, eq));
+    if (std::find(kPathAttributes.begin(), kPathAttributes.end(), name) == kPathAttributes.end()) {
+      return Error{"pkcs11: URI has unknown attribute \"" + name + "\" (RFC 7512)"};
+    }
+    std::string value;
+    const std::string_view raw = part.substr(eq + 1);
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] != '%') {
+        value += raw[i];
+        continue;
+      }
+      if (i + 2 >= raw.size() || !is_hex(raw[i + 1]) || !is_hex(raw[i + 2])) {
+        return Error{"pkcs11: URI attribute \"" + name + "\" has a bad %-escape"};
+      }
+      value += static_cast<char>(std::stoi(std::string(raw.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    }
+    if (!out.path.emplace(name, std::move(value)).second) {
+      return Error{"pkcs11: URI has attribute \"" + name + "\" twice"};
+    }
+  }
+  if (out.path.count("object") == 0 && out.path.count("id") == 0) {
+    return Error{"pkcs11: URI must name the key with object=LABEL or id=%01…"};
+  }
+  return out;
+}
+
+namespace {
+
+// Cross-key rules of [provisioning.attestation] and [pkcs11], after every document is merged.
+void check_attestation(Merger& merger, const std::string& main_file, bool syntax_errors) {
+  const Config& config = merger.config();
+  const auto where = [&](const std::string& key) {
+    return merger.was_set(key) ? merger.origin(key) : main_file;
+  };
+  const bool x509 = config.method == AttestationMethod::X509;
+  if (x509 && !syntax_errors) {
+    if (!merger.was_set("provisioning.attestation.identity_cert")) {
+      merger.problem(main_file, "provisioning.attestation.identity_cert",
+                     "is required with method \"x509\": set it to the device certificate and its "
+                     "chain, \"file:///etc/dpsd/keys/device.pem\"");
+    }
+    if (!merger.was_set("provisioning.attestation.identity_pk")) {
+      merger.problem(main_file, "provisioning.attestation.identity_pk",
+                     "is required with method \"x509\": set it to the certificate's private key, "
+                     "\"file:///etc/dpsd/keys/device.key\", \"credential:NAME\" or a pkcs11: URI");
+    }
+  }
+  const bool pkcs11_key =
+      x509 ? is_pkcs11_uri(config.identity_pk_uri) : is_pkcs11_uri(config.symmetric_key_uri);
+  const std::string key_name =
+      x509 ? "provisioning.attestation.identity_pk" : "provisioning.attestation.symmetric_key";
+  if (pkcs11_key && !config.pkcs11_module) {
+    merger.problem(where(key_name), "pkcs11.module",
+                   "is required for a pkcs11: key: the PKCS#11 module to load, e.g. "
+                   "\"/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so\"");
+  }
+  if (config.pkcs11_pin_file && config.pkcs11_pin_credential) {
+    merger.problem(where("pkcs11.pin_credential"), "pkcs11.pin_credential",
+                   "set either pin_file or pin_credential, not both");
+  }
+  // The group-derived device key is HMAC(group key, registration id): computing it in the token
+  // would bring it out into dpsd's memory (PKCS#11 has no HMAC-to-key derivation that SoftHSM or
+  // common tokens implement), which defeats keeping the key in the token. So the device key is
+  // derived once at manufacturing and stored in the token as an individual key instead.
+  if (!x509 && pkcs11_key && config.enrollment == Enrollment::Group) {
+    merger.problem(where("provisioning.attestation.enrollment"),
+                   "provisioning.attestation.enrollment",
+                   "\"group\" cannot be used with a pkcs11: symmetric_key (deriving the device key "
+                   "would bring it out of the token); store the derived device key, "
+                   "base64(HMAC-SHA256(group key, registration_id)), in the token and use "
+                   "enrollment = \"individual\"");
+  }
+}
+
+}  // namespace
+
 ConfigResult parse_config(const std::vector<ConfigDocument>& documents) {
   Merger merger;
   bool syntax_errors = false;
@@ -650,6 +851,11 @@ ConfigResult parse_config(const std::vector<ConfigDocument>& documents) {
   if (!syntax_errors) {
     for (const auto& required : kRequired) {
       const std::string key(required.key);
+      // An X.509 device has no symmetric key; check_attestation() asks for its own keys.
+      if (merger.config().method == AttestationMethod::X509 &&
+          key == "provisioning.attestation.symmetric_key") {
+        continue;
+      }
       if (!merger.was_set(key)) merger.problem(main_file, key, std::string(required.reason));
     }
   }
@@ -667,6 +873,8 @@ ConfigResult parse_config(const std::vector<ConfigDocument>& documents) {
           "must not be less than retry.initial (" + format_duration(config.retry_initial) + ")");
     }
   }
+
+  check_attestation(merger, main_file, syntax_errors);
 
   ConfigResult result;
   result.problems = std::move(merger.problems());

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,8 +17,10 @@
 
 namespace dpsd::core {
 
-enum class AttestationMethod { SymmetricKey };
+enum class AttestationMethod { SymmetricKey, X509 };
 enum class Enrollment { Individual, Group };
+// Whether a cached assignment is confirmed with DPS at start-up (see etc/dpsd/config.toml).
+enum class ReprovisionOnStart { Never, Always, WhenStale };
 
 struct Config {
   // [provisioning]
@@ -27,13 +30,26 @@ struct Config {
   std::string registration_id;
   std::optional<std::filesystem::path> payload_file;
   std::optional<std::string> payload_json;  // contents of payload_file, validated as JSON
+  // Default "never": DPS assignments change only when an operator re-assigns the device, and a
+  // fleet that asks DPS at every boot spends the service's registration quota (and its own boot
+  // time) for nothing; Reprovision() on D-Bus or SIGHUP after a config change still re-registers.
+  ReprovisionOnStart reprovision_on_start = ReprovisionOnStart::Never;
+  std::chrono::milliseconds stale_after{std::chrono::hours(24 * 30)};  // for "when-stale"
   // [provisioning.attestation]
   AttestationMethod method = AttestationMethod::SymmetricKey;
   Enrollment enrollment = Enrollment::Individual;
-  std::string symmetric_key_uri;  // "file:///abs/path" or "credential:NAME"
+  std::string symmetric_key_uri;  // "file:///abs/path", "credential:NAME" or "pkcs11:…"
+  // method "x509": the client certificate (leaf first, then intermediates) and its private key.
+  std::string identity_cert_uri;  // "file:///abs/path.pem"
+  std::string identity_pk_uri;    // "file:///…", "credential:NAME" or "pkcs11:…" (RFC 7512)
   std::chrono::seconds sas_token_lifetime{3600};
   // [tls]
   std::optional<std::filesystem::path> trust_bundle;  // nullopt: the OS trust store
+  // [pkcs11]: the module that serves every pkcs11: URI above, and where the user PIN is. Never
+  // a PIN in clear here: config files are world-readable (0644) by design.
+  std::optional<std::filesystem::path> pkcs11_module;
+  std::optional<std::filesystem::path> pkcs11_pin_file;
+  std::optional<std::string> pkcs11_pin_credential;  // $CREDENTIALS_DIRECTORY/NAME
   // [network]
   std::chrono::milliseconds connect_timeout{10000};
   std::chrono::milliseconds tls_handshake_timeout{10000};
@@ -82,6 +98,19 @@ struct KeyUri {
 // "file:///abs/path" or "credential:NAME" (NAME a plain file name). Errors never echo the text
 // after the scheme: an operator who pastes the key itself there must not see it in a log.
 Expected<KeyUri> parse_key_uri(std::string_view uri);
+
+// A PKCS#11 URI (RFC 7512), as far as dpsd uses it: path attributes (token, object, id, serial,
+// …) select the token and the object; values are %-decoded (so "id" holds raw bytes). The text
+// is kept as written because libengine-pkcs11-openssl parses it again. "pin-value" and
+// "pin-source" are refused: the PIN comes from [pkcs11] pin_file or pin_credential, and the
+// message never echoes what followed "pin-value=".
+struct Pkcs11Uri {
+  std::string text;
+  std::map<std::string, std::string> path;
+  std::map<std::string, std::string> query;
+};
+bool is_pkcs11_uri(std::string_view uri);
+Expected<Pkcs11Uri> parse_pkcs11_uri(std::string_view uri);
 
 // Reads main_file, then <dir of main_file>/config.d/*.toml in lexical order (other extensions
 // and dot files ignored), parses, then reads payload_file and validates it as JSON into
