@@ -1,0 +1,33 @@
+// libFuzzer target: core::parse_config with drop-ins. The input is split on the byte 0x00 into up
+// to three TOML documents (main file, then two drop-ins), so the fuzzer explores merging too.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static const char* const kNames[] = {"/etc/dpsd/config.toml", "/etc/dpsd/config.d/10-a.toml",
+                                       "/etc/dpsd/config.d/20-b.toml"};
+  std::vector<dpsd::core::ConfigDocument> documents;
+  std::string current;
+  for (std::size_t i = 0; i < size; ++i) {
+    if (data[i] == 0 && documents.size() < 2) {
+      documents.push_back({kNames[documents.size()], current});
+      current.clear();
+    } else {
+      current.push_back(static_cast<char>(data[i]));
+    }
+  }
+  documents.push_back({kNames[documents.size()], current});
+  const auto result = dpsd::core::parse_config(documents);
+  // Exactly one of: a config, or problems (each with a reason).
+  if (result.config.has_value() == !result.problems.empty()) std::abort();
+  for (const auto& problem : result.problems) {
+    if (problem.reason.empty()) std::abort();
+    (void)problem.to_string();
+  }
+  return 0;
+}
