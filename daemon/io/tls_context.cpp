@@ -58,4 +58,25 @@ Expected<SslCtxPtr> make_client_tls_context(
   return ctx;
 }
 
+Status use_client_identity(SSL_CTX* ctx, const Identity& identity) {
+  ERR_clear_error();
+  if (SSL_CTX_use_certificate(ctx, identity.certificate()) != 1) {
+    return Error{"TLS: cannot use the client certificate: " + openssl_reason()};
+  }
+  // Replace, not append: a context reused after a reload must not send an old chain too.
+  SSL_CTX_clear_chain_certs(ctx);
+  for (X509* cert : identity.chain()) {
+    if (SSL_CTX_add1_chain_cert(ctx, cert) != 1) {
+      return Error{"TLS: cannot add a chain certificate: " + openssl_reason()};
+    }
+  }
+  if (SSL_CTX_use_PrivateKey(ctx, identity.private_key()) != 1) {
+    return Error{"TLS: cannot use the client private key: " + openssl_reason()};
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    return Error{"TLS: the client private key does not match the certificate: " + openssl_reason()};
+  }
+  return ok_status();
+}
+
 }  // namespace dpsd::io

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "core/expected.hpp"
+#include "io/identity.hpp"
 
 namespace dpsd::io {
 
@@ -18,6 +19,13 @@ struct SslCtxDeleter {
 using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
 
 // Error names the bundle path and OpenSSL's reason.
-Expected<SslCtxPtr> make_client_tls_context(const std::optional<std::filesystem::path>& trust_bundle);
+Expected<SslCtxPtr> make_client_tls_context(
+    const std::optional<std::filesystem::path>& trust_bundle);
+
+// X.509 attestation: presents the identity's certificate, its chain and its private key (which
+// may live in a PKCS#11 token) as the TLS client certificate on every connection from ctx.
+// The SSL_CTX takes its own references; the Identity must outlive it only when the key is in a
+// token (the engine behind the key must stay initialised).
+Status use_client_identity(SSL_CTX* ctx, const Identity& identity);
 
 }  // namespace dpsd::io

@@ -313,10 +313,10 @@ TEST(ParseConfig, AttestationValues) {
   auto attestation = [](const std::string& lines) {
     return parse_config({{kMain, kMinimal}, {"10-a.toml", "[provisioning.attestation]\n" + lines}});
   };
-  EXPECT_EQ(only_problem(attestation("method = \"x509\"")).reason, "\"x509\" is not supported yet");
-  EXPECT_EQ(only_problem(attestation("method = \"x509\"")).file, "10-a.toml");
+  EXPECT_EQ(only_problem(attestation("method = \"tpm\"")).reason, "\"tpm\" is not supported yet");
+  EXPECT_EQ(only_problem(attestation("method = \"tpm\"")).file, "10-a.toml");
   EXPECT_EQ(only_problem(attestation("method = \"psk\"")).reason,
-            "must be \"symmetric_key\" (got \"psk\")");
+            "must be \"symmetric_key\" or \"x509\" (got \"psk\")");
   EXPECT_EQ(only_problem(attestation("enrollment = \"Group\"")).reason,
             "must be \"individual\" or \"group\" (got \"Group\")");
   EXPECT_EQ(only_problem(attestation("sas_token_lifetime = \"10s\"")).reason,
@@ -448,6 +448,118 @@ TEST(ParseKeyUri, Forms) {
                           "pkcs11:token=x", "", "/etc/dpsd/keys/device.key"}) {
     EXPECT_FALSE(parse_key_uri(bad).ok()) << bad;
   }
+}
+
+// X.509 and PKCS#11 ----------------------------------------------------------------------------
+
+ConfigResult with_dropin(const std::string& text) {
+  return parse_config({{kMain, kMinimal}, {"10-a.toml", text}});
+}
+
+TEST(ParseConfig, X509WithFileKey) {
+  // kMinimal's symmetric_key stays set (the shipped file has one) and is simply not used.
+  const auto result = with_dropin(R"([provisioning.attestation]
+method = "x509"
+identity_cert = "file:///etc/dpsd/keys/device.pem"
+identity_pk = "credential:device-key"
+)");
+  ASSERT_TRUE(result.config) << (result.problems.empty() ? "" : result.problems[0].to_string());
+  EXPECT_EQ(result.config->method, AttestationMethod::X509);
+  EXPECT_EQ(result.config->identity_cert_uri, "file:///etc/dpsd/keys/device.pem");
+  EXPECT_EQ(result.config->identity_pk_uri, "credential:device-key");
+}
+
+TEST(ParseConfig, X509NeedsCertAndKey) {
+  const auto result = with_dropin("[provisioning.attestation]\nmethod = \"x509\"\n");
+  ASSERT_EQ(result.problems.size(), 2U);
+  EXPECT_EQ(result.problems[0].key, "provisioning.attestation.identity_cert");
+  EXPECT_EQ(result.problems[0].file, kMain);
+  EXPECT_EQ(result.problems[1].key, "provisioning.attestation.identity_pk");
+}
+
+TEST(ParseConfig, X509CertMustBeAFile) {
+  const auto p = only_problem(with_dropin(R"([provisioning.attestation]
+method = "x509"
+identity_cert = "credential:cert"
+identity_pk = "file:///k"
+)"));
+  EXPECT_EQ(p.key, "provisioning.attestation.identity_cert");
+  EXPECT_EQ(p.reason, "must be file:///absolute/path.pem (the certificate, then its chain)");
+}
+
+TEST(ParseConfig, X509Pkcs11KeyNeedsModule) {
+  const std::string x509 = R"([provisioning.attestation]
+method = "x509"
+identity_cert = "file:///etc/dpsd/keys/device.pem"
+identity_pk = "pkcs11:token=t;object=k;type=private"
+)";
+  const auto p = only_problem(with_dropin(x509));
+  EXPECT_EQ(p.key, "pkcs11.module");
+  EXPECT_EQ(p.file, "10-a.toml");
+  const auto ok = with_dropin(x509 + R"([pkcs11]
+module = "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"
+pin_file = "/etc/dpsd/keys/pin"
+)");
+  ASSERT_TRUE(ok.config);
+  EXPECT_EQ(*ok.config->pkcs11_module, "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so");
+  EXPECT_EQ(*ok.config->pkcs11_pin_file, "/etc/dpsd/keys/pin");
+  EXPECT_FALSE(ok.config->pkcs11_pin_credential);
+}
+
+TEST(ParseConfig, Pkcs11PinIsNeverInClear) {
+  const auto in_uri = only_problem(with_dropin(
+      "[provisioning.attestation]\nsymmetric_key = \"pkcs11:token=t;object=k?pin-value=98761\"\n"
+      "[pkcs11]\nmodule = \"/m.so\"\n"));
+  EXPECT_EQ(in_uri.key, "provisioning.attestation.symmetric_key");
+  EXPECT_NE(in_uri.reason.find("PIN in the pkcs11: URI is refused"), std::string::npos);
+  EXPECT_EQ(in_uri.reason.find("98761"), std::string::npos) << in_uri.reason;
+  const auto in_table = only_problem(with_dropin("[pkcs11]\npin = \"1234\"\n"));
+  EXPECT_EQ(in_table.key, "pkcs11.pin");
+  EXPECT_EQ(in_table.reason.find("1234"), std::string::npos);
+  EXPECT_NE(in_table.reason.find("pin_file"), std::string::npos);
+  const auto both = only_problem(
+      with_dropin("[pkcs11]\npin_file = \"/etc/dpsd/keys/pin\"\npin_credential = \"pin\"\n"));
+  EXPECT_EQ(both.reason, "set either pin_file or pin_credential, not both");
+  EXPECT_EQ(only_problem(with_dropin("[pkcs11]\npin_credential = \"a/b\"\n")).reason,
+            "must be a plain credential name (no '/')");
+}
+
+TEST(ParseConfig, Pkcs11SymmetricKeyIndividualOnly) {
+  const std::string key = R"([provisioning.attestation]
+symmetric_key = "pkcs11:token=t;object=hmac"
+[pkcs11]
+module = "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"
+pin_credential = "hsm-pin"
+)";
+  const auto ok = with_dropin(key);
+  ASSERT_TRUE(ok.config);
+  EXPECT_EQ(ok.config->symmetric_key_uri, "pkcs11:token=t;object=hmac");
+  EXPECT_EQ(*ok.config->pkcs11_pin_credential, "hsm-pin");
+  const auto group = only_problem(
+      parse_config({{kMain, kMinimal},
+                    {"10-a.toml", key},
+                    {"20-b.toml", "[provisioning.attestation]\nenrollment = \"group\"\n"}}));
+  EXPECT_EQ(group.key, "provisioning.attestation.enrollment");
+  EXPECT_EQ(group.file, "20-b.toml");
+  EXPECT_NE(group.reason.find("store the derived device key"), std::string::npos);
+}
+
+TEST(ParsePkcs11Uri, Forms) {
+  auto uri = parse_pkcs11_uri("pkcs11:token=My%20Token;object=k;id=%01%ff;type=secret-key");
+  ASSERT_TRUE(uri) << uri.error();
+  EXPECT_EQ(uri->path.at("token"), "My Token");
+  EXPECT_EQ(uri->path.at("object"), "k");
+  EXPECT_EQ(uri->path.at("id"), std::string("\x01\xff", 2));
+  EXPECT_EQ(uri->text, "pkcs11:token=My%20Token;object=k;id=%01%ff;type=secret-key");
+  EXPECT_FALSE(parse_pkcs11_uri("pkcs11:token=t"));  // names no key
+  EXPECT_EQ(parse_pkcs11_uri("pkcs11:token=t;color=red;object=k").error(),
+            "pkcs11: URI has unknown attribute \"color\" (RFC 7512)");
+  EXPECT_EQ(parse_pkcs11_uri("pkcs11:object=k;object=j").error(),
+            "pkcs11: URI has attribute \"object\" twice");
+  EXPECT_EQ(parse_pkcs11_uri("pkcs11:object=%zz").error(),
+            "pkcs11: URI attribute \"object\" has a bad %-escape");
+  EXPECT_FALSE(parse_pkcs11_uri("pkcs11:object=k?module-path=/x.so"));
+  EXPECT_FALSE(parse_pkcs11_uri("file:///k"));
 }
 
 }  // namespace
