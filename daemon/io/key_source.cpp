@@ -5,11 +5,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <vector>
 
 #include "core/config.hpp"
 
@@ -69,6 +72,39 @@ const char* type_name(mode_t mode) {
   return "not a regular file";
 }
 
+bool in_process_groups(gid_t gid) {
+  if (gid == ::getegid()) return true;
+  const int count = ::getgroups(0, nullptr);
+  if (count <= 0) return false;
+  std::vector<gid_t> groups(static_cast<std::size_t>(count));
+  const int got = ::getgroups(count, groups.data());
+  if (got < 0) return false;
+  groups.resize(static_cast<std::size_t>(got));
+  return std::find(groups.begin(), groups.end(), gid) != groups.end();
+}
+
+// A key file may be read by its owner and, so that a root-owned key can be handed to the
+// daemon's group (0640 root:dpsd), by its group when that group is one the daemon itself runs
+// with. Anything for others, and group write or execute, is refused.
+std::optional<std::string> permission_problem(const struct stat& st, const std::string& what,
+                                              const std::string& path) {
+  const mode_t mode = st.st_mode;
+  const std::string prefix = what + " has mode " + mode_text(mode) + "; ";
+  if ((mode & S_IRWXO) != 0) {
+    return prefix + "it must not be readable or writable by others (chmod o-rwx " + path + ")";
+  }
+  if ((mode & (S_IWGRP | S_IXGRP)) != 0) {
+    return prefix + "it must not be writable by its group (chmod 640 " + path + ")";
+  }
+  if ((mode & S_IRGRP) != 0 && !in_process_groups(st.st_gid)) {
+    return prefix + "it is readable by group " + std::to_string(st.st_gid) +
+           ", which dpsd does not run as; make it readable by dpsd's group only (chgrp) or by "
+           "its owner only (chmod 600 " +
+           path + ")";
+  }
+  return std::nullopt;
+}
+
 bool is_base64_char(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
          c == '/';
@@ -120,10 +156,8 @@ Expected<SecretText> read_key(const std::string& path, const std::string& what,
   if (!S_ISREG(st.st_mode)) return Error{what + " is " + type_name(st.st_mode)};
   // systemd manages credential directories and their modes; for plain files we are the
   // last line of defence against a key anyone on the gateway can copy.
-  if (enforce_private && (st.st_mode & 077) != 0) {
-    return Error{what + " has mode " + mode_text(st.st_mode) +
-                 "; it must not be readable or writable by group or others (chmod 600 " + path +
-                 ")"};
+  if (enforce_private) {
+    if (auto problem = permission_problem(st, what, path)) return Error{*problem};
   }
 
   ReadBuffer buffer;

@@ -1,9 +1,13 @@
-// Key sources and load_config() against real files in a temp directory: modes, symlinks, FIFOs,
-// systemd credentials, drop-in order and the payload file.
+// Key sources and load_config() against real files in a temp directory: modes and groups, symlinks,
+// FIFOs, systemd credentials, drop-in order and the payload file.
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -96,12 +100,12 @@ TEST(KeySource, PrivateFileLoadsTrimmed) {
       << io::check_key_source(file_uri(long_key)).error();
 }
 
-TEST(KeySource, GroupReadableFileIsRefusedWithPathAndMode) {
+TEST(KeySource, OtherReadableFileIsRefusedWithPathAndMode) {
   ScratchDir dir;
-  const auto path = write(dir / "device.key", kKey, 0640);
+  const auto path = write(dir / "device.key", kKey, 0644);
   const std::string expected = "key file " + path.string() +
-                               " has mode 0640; it must not be readable or writable by group or "
-                               "others (chmod 600 " +
+                               " has mode 0644; it must not be readable or writable by others "
+                               "(chmod o-rwx " +
                                path.string() + ")";
   auto key = io::load_key(file_uri(path));
   ASSERT_FALSE(key.ok());
@@ -117,6 +121,83 @@ TEST(KeySource, OtherWritableFileIsRefused) {
   auto status = io::check_key_source(file_uri(path));
   ASSERT_FALSE(status.ok());
   EXPECT_NE(status.error().find("has mode 0602"), std::string::npos) << status.error();
+}
+
+// 0640 with the daemon's own group: the packaged layout for a root-owned key (root:dpsd).
+TEST(KeySource, GroupReadableByOwnGroupLoads) {
+  ScratchDir dir;
+  const auto path = write(dir / "device.key", kKey, 0640);
+  ASSERT_EQ(::chown(path.c_str(), static_cast<uid_t>(-1), ::getegid()), 0);
+  auto key = io::load_key(file_uri(path));
+  ASSERT_TRUE(key.ok()) << key.error();
+  EXPECT_EQ(key->view(), kKey);
+  EXPECT_TRUE(io::check_key_source(file_uri(path)).ok());
+}
+
+TEST(KeySource, GroupWritableOrExecutableFileIsRefused) {
+  ScratchDir dir;
+  for (mode_t mode : {mode_t{0660}, mode_t{0620}, mode_t{0650}}) {
+    const auto path = write(dir / "device.key", kKey, mode);
+    ASSERT_EQ(::chown(path.c_str(), static_cast<uid_t>(-1), ::getegid()), 0);
+    auto status = io::check_key_source(file_uri(path));
+    ASSERT_FALSE(status.ok()) << std::oct << mode;
+    char text[8];
+    (void)std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode));
+    EXPECT_EQ(status.error(), "key file " + path.string() + " has mode " + text +
+                                  "; it must not be writable by its group (chmod 640 " +
+                                  path.string() + ")");
+  }
+}
+
+// A group the process is not in: only root can give a file away to such a group.
+gid_t foreign_gid() {
+  std::vector<gid_t> groups(static_cast<std::size_t>(std::max(::getgroups(0, nullptr), 0)));
+  if (!groups.empty())
+    groups.resize(
+        static_cast<std::size_t>(::getgroups(static_cast<int>(groups.size()), groups.data())));
+  for (gid_t candidate = 65534; candidate > 60000; --candidate) {
+    if (candidate != ::getegid() &&
+        std::find(groups.begin(), groups.end(), candidate) == groups.end()) {
+      return candidate;
+    }
+  }
+  return 0;
+}
+
+TEST(KeySource, GroupReadableByForeignGroupIsRefused) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to chgrp a file to a group we are not in";
+  ScratchDir dir;
+  const gid_t gid = foreign_gid();
+  const auto path = write(dir / "device.key", kKey, 0640);
+  ASSERT_EQ(::chown(path.c_str(), static_cast<uid_t>(-1), gid), 0);
+  auto status = io::check_key_source(file_uri(path));
+  ASSERT_FALSE(status.ok());
+  EXPECT_EQ(status.error(), "key file " + path.string() +
+                                " has mode 0640; it is readable by group " + std::to_string(gid) +
+                                ", which dpsd does not run as; make it readable by dpsd's group "
+                                "only (chgrp) or by its owner only (chmod 600 " +
+                                path.string() + ")");
+}
+
+// The same file is accepted by a process that has the group as a supplementary group (how an
+// operator in group dpsd runs `dpsd --check-config`). Checked in a child so the test process
+// keeps its groups.
+TEST(KeySource, GroupReadableBySupplementaryGroupLoads) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to set supplementary groups";
+  ScratchDir dir;
+  const gid_t gid = foreign_gid();
+  const auto path = write(dir / "device.key", kKey, 0640);
+  ASSERT_EQ(::chown(path.c_str(), static_cast<uid_t>(-1), gid), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::setgroups(1, &gid) != 0) ::_exit(3);
+    ::_exit(io::check_key_source(file_uri(path)).ok() ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST(KeySource, SymlinkIsRefused) {
