@@ -1,0 +1,559 @@
+// dpsd on a real (private) system-style bus: a dbus-daemon with a copy of the system policy that
+// includes dbus/io.dpsd.Provisioning1.conf, the DPS emulator, and the real dpsd with
+// DBUS_SYSTEM_BUS_ADDRESS pointing at that bus. Clients are busctl and dpsctl, as a user would
+// run them; the unprivileged ones run as nobody through setpriv.
+#include <grp.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "dpsd_fixture.hpp"
+#include "support/wait.hpp"
+
+namespace dpsd::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+// A copy of /usr/share/dbus-1/system.conf's policy (deny by default, the bus driver open), with
+// root allowed to own names because dpsd runs as root here (user dpsd on a real system).
+std::string bus_config(const std::filesystem::path& socket, bool include_project_policy) {
+  std::string text =
+      R"(<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=)" +
+      socket.string() +
+      R"(</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"
+          send_member="UpdateActivationEnvironment"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Debug.Stats"/>
+  </policy>
+  <policy user="root">
+    <allow own="*"/>
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus.Monitoring"/>
+  </policy>
+)";
+  if (include_project_policy) {
+    text += "  <include>" DPSD_SOURCE_DIR "/dbus/io.dpsd.Provisioning1.conf</include>\n";
+  } else {
+    // No project policy: every call reaches dpsd, so only its own check stands in the way.
+    text +=
+        "  <policy context=\"default\">\n    <allow send_destination=\"io.dpsd.Provisioning1\"/>\n"
+        "  </policy>\n";
+  }
+  return text + "</busconfig>\n";
+}
+
+// A private dbus-daemon, stopped by PID with the object.
+class PrivateBus {
+ public:
+  explicit PrivateBus(bool include_project_policy = true) {
+    // nobody must reach the socket: the temp dir is 0700 by mkdtemp.
+    ::chmod(dir_.path().c_str(), 0755);
+    write_file(dir_ / "bus.conf", bus_config(dir_ / "bus.sock", include_project_policy));
+    daemon_ = std::make_unique<Process>(
+        std::vector<std::string>{"dbus-daemon", "--config-file=" + (dir_ / "bus.conf").string(),
+                                 "--print-address=1", "--print-pid=1", "--nofork"});
+    const bool up =
+        wait_until([&] { return daemon_->stdout_text().find('\n') != std::string::npos; }, 10s);
+    if (!up) {
+      throw std::runtime_error("dbus-daemon printed no address within 10 s: " +
+                               daemon_->stderr_text());
+    }
+    const std::string out = daemon_->stdout_text();
+    address_ = out.substr(0, out.find('\n'));
+  }
+  const std::string& address() const { return address_; }
+
+ private:
+  TempDir dir_{"dpsd-bus"};
+  std::unique_ptr<Process> daemon_;
+  std::string address_;
+};
+
+gid_t ensure_dpsd_group() {
+  if (const group* g = ::getgrnam("dpsd")) return g->gr_gid;
+  const CommandResult r = run_command({"groupadd", "--system", "dpsd"}, 10s);
+  if (r.exit_code != 0) throw std::runtime_error("groupadd --system dpsd failed: " + r.err);
+  const group* g = ::getgrnam("dpsd");
+  if (!g) throw std::runtime_error("group dpsd still unknown after groupadd");
+  return g->gr_gid;
+}
+
+// Every <method>, <property>, <signal> of io.dpsd.Provisioning1 in an introspection document,
+// one normalized line each (attribute order and whitespace do not matter). A property without
+// an EmitsChangedSignal annotation gets the D-Bus default, "true"; other annotations are not
+// part of the contract compared here.
+std::vector<std::string> interface_members(const std::string& xml) {
+  const auto begin = xml.find("<interface name=\"io.dpsd.Provisioning1\"");
+  if (begin == std::string::npos) return {"<no interface io.dpsd.Provisioning1>"};
+  const auto end = xml.find("</interface>", begin);
+  const std::string block = xml.substr(begin, end - begin);
+  // Drop comments so that a commented-out member cannot count.
+  const std::string body = std::regex_replace(block, std::regex("<!--[\\s\\S]*?-->"), "");
+
+  const std::regex tag(R"(<(/?)(method|property|signal|arg|annotation)\b([^>]*?)(/?)>)");
+  const std::regex attr(R"re((\w+)="([^"]*)")re");
+  std::vector<std::string> members;
+  std::string current_kind, current;
+  std::string emits;
+  auto finish = [&] {
+    if (current_kind == "property") current += " emits=" + (emits.empty() ? "true" : emits);
+    members.push_back(current);
+    current_kind.clear();
+    current.clear();
+    emits.clear();
+  };
+  for (auto it = std::sregex_iterator(body.begin(), body.end(), tag); it != std::sregex_iterator();
+       ++it) {
+    const std::smatch& m = *it;
+    const bool closing = m[1] == "/";
+    const std::string kind = m[2];
+    const bool self_closing = m[4] == "/";
+    std::map<std::string, std::string> attrs;
+    const std::string attr_text = m[3];
+    for (auto a = std::sregex_iterator(attr_text.begin(), attr_text.end(), attr);
+         a != std::sregex_iterator(); ++a) {
+      attrs[(*a)[1]] = (*a)[2];
+    }
+    if (kind == "arg") {
+      const std::string dir =
+          attrs.count("direction") ? attrs["direction"] : (current_kind == "signal" ? "" : "in");
+      current += " arg(" + attrs["type"] + " " + dir + ")";
+    } else if (kind == "annotation") {
+      if (attrs["name"] == "org.freedesktop.DBus.Property.EmitsChangedSignal") {
+        emits = attrs["value"];
+      }
+    } else if (closing) {
+      finish();
+    } else {
+      current_kind = kind;
+      current = kind + " " + attrs["name"];
+      if (kind == "property") current += " " + attrs["type"] + " " + attrs["access"];
+      if (self_closing) finish();
+    }
+  }
+  std::sort(members.begin(), members.end());
+  return members;
+}
+
+class Dbus : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dpsd_gid_ = ensure_dpsd_group();  // before the bus reads the policy that names it
+    bus_ = std::make_unique<PrivateBus>();
+    emulator_ = std::make_unique<DpsEmulator>(EmulatorOptions{});
+  }
+  static void TearDownTestSuite() {
+    emulator_.reset();
+    bus_.reset();
+  }
+
+  void TearDown() override {
+    if (dpsd_ && HasFailure()) {
+      std::cerr << "--- dpsd stderr\n" << dpsd_->stderr_text() << "---\n";
+    }
+    dpsd_.reset();
+  }
+
+  static std::string address() { return bus_->address(); }
+  DpsEmulator& emulator() { return *emulator_; }
+
+  std::unique_ptr<Device> enroll(json scenario = {{"name", "immediate"}}) {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string regid = std::string("bus-") + info->name();
+    for (auto& c : regid) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    auto device = std::make_unique<Device>(emulator(), regid);
+    emulator().set_device(regid, device->key(), std::move(scenario));
+    return device;
+  }
+
+  ProcessOptions bus_env() const {
+    ProcessOptions opts;
+    opts.env["DBUS_SYSTEM_BUS_ADDRESS"] = address();
+    return opts;
+  }
+
+  void start_dpsd(const Device& device) {
+    dpsd_ = std::make_unique<Process>(
+        std::vector<std::string>{DPSD_BINARY, "--config", device.config_path().string(), "-v"},
+        bus_env());
+  }
+
+  CommandResult busctl(std::vector<std::string> args, std::vector<std::string> prefix = {}) const {
+    std::vector<std::string> argv = std::move(prefix);
+    argv.push_back("busctl");
+    argv.push_back("--address=" + address());
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv, 20s);
+  }
+
+  CommandResult dpsctl(std::vector<std::string> args, std::vector<std::string> prefix = {},
+                       std::chrono::milliseconds timeout = 60s) const {
+    std::vector<std::string> argv = std::move(prefix);
+    argv.push_back(DPSCTL_BINARY);
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv, timeout, bus_env());
+  }
+
+  static std::vector<std::string> as_nobody() {
+    return {"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"};
+  }
+  static std::vector<std::string> as_nobody_in_dpsd() {
+    return {"setpriv", "--reuid=nobody", "--regid=nogroup",
+            "--groups=" + std::to_string(dpsd_gid_)};
+  }
+
+  // One property via busctl's JSON output; null when it cannot be read.
+  json property(const std::string& name) const {
+    const CommandResult r = busctl({"--json=short", "get-property", "io.dpsd.Provisioning1",
+                                    "/io/dpsd/Provisioning1", "io.dpsd.Provisioning1", name});
+    if (r.exit_code != 0) return nullptr;
+    return json::parse(r.out)["data"];
+  }
+
+  // Bounded: fails the test with dpsd's stderr when the property does not reach the value.
+  void expect_property_soon(const std::string& name, const json& value,
+                            std::chrono::milliseconds timeout = 30s) {
+    json last;
+    const bool ok = wait_until(
+        [&] {
+          last = property(name);
+          return last == value;
+        },
+        timeout, 100ms);
+    ASSERT_TRUE(ok) << name << " did not become " << value.dump() << " within " << timeout.count()
+                    << " ms; last " << last.dump();
+  }
+
+  std::size_t registers(const std::string& regid) const {
+    std::size_t n = 0;
+    for (const auto& e : emulator_->events("publish", regid)) {
+      if (e.value("topic", "").find("iotdps-register") != std::string::npos) ++n;
+    }
+    return n;
+  }
+
+  static gid_t dpsd_gid_;
+  static std::unique_ptr<PrivateBus> bus_;
+  static std::unique_ptr<DpsEmulator> emulator_;
+  std::unique_ptr<Process> dpsd_;
+};
+
+gid_t Dbus::dpsd_gid_ = 0;
+std::unique_ptr<PrivateBus> Dbus::bus_;
+std::unique_ptr<DpsEmulator> Dbus::emulator_;
+
+std::string describe(const CommandResult& r) {
+  return "exit " + std::to_string(r.exit_code) + "\n--- stdout\n" + r.out + "--- stderr\n" + r.err;
+}
+
+TEST_F(Dbus, IntrospectionMatchesTheXmlContract) {
+  auto device = enroll();
+  start_dpsd(*device);
+  expect_property_soon("State", "provisioned");
+  const CommandResult r =
+      busctl({"introspect", "--xml-interface", "io.dpsd.Provisioning1", "/io/dpsd/Provisioning1"});
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  const auto live = interface_members(r.out);
+  const auto contract =
+      interface_members(read_file(DPSD_SOURCE_DIR "/dbus/io.dpsd.Provisioning1.xml"));
+  EXPECT_EQ(live, contract) << "the running object and dbus/io.dpsd.Provisioning1.xml differ\n"
+                            << r.out;
+  EXPECT_EQ(contract.size(), 14u);  // 12 properties, 2 methods
+}
+
+TEST_F(Dbus, PropertiesAfterProvisioningReadableByAnyone) {
+  auto device = enroll();
+  start_dpsd(*device);
+  expect_property_soon("State", "provisioned");
+  EXPECT_EQ(property("AssignedHub"), "hub-a.emulator.test");
+  EXPECT_EQ(property("DeviceId"), device->regid());
+  EXPECT_EQ(property("RegistrationId"), device->regid());
+  EXPECT_EQ(property("IdScope"), emulator().scope());
+  EXPECT_EQ(property("Substatus"), "initialAssignment");
+  EXPECT_EQ(property("Source"), "dps");
+  EXPECT_EQ(property("LastError"), "");
+  EXPECT_GE(property("Attempts").get<std::uint32_t>(), 1u);
+  const auto provisioned = property("ProvisionedUSec").get<std::uint64_t>();
+  EXPECT_GT(provisioned, 1700000000ull * 1000000);
+  EXPECT_GT(property("LastAttemptUSec").get<std::uint64_t>(), 0u);
+
+  // Reading is open to every local user.
+  const CommandResult r = busctl({"get-property", "io.dpsd.Provisioning1", "/io/dpsd/Provisioning1",
+                                  "io.dpsd.Provisioning1", "State", "AssignedHub"},
+                                 as_nobody());
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_EQ(r.out, "s \"provisioned\"\ns \"hub-a.emulator.test\"\n");
+}
+
+TEST_F(Dbus, ReprovisionToAnotherHubEmitsPropertiesChangedAndFilesFollow) {
+  auto device = enroll({{"name", "reassign"}});
+  start_dpsd(*device);
+  expect_property_soon("AssignedHub", "hub-a.emulator.test");
+  expect_property_soon("State", "provisioned");
+
+  // Every message on the bus, as JSON lines; ready once it has seen our Ping.
+  Process monitor({"busctl", "--address=" + address(), "--json=short", "monitor"});
+  ASSERT_TRUE(wait_until(
+      [&] {
+        busctl({"call", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                "GetId"});
+        return monitor.stdout_text().find("\"GetId\"") != std::string::npos;
+      },
+      10s, 200ms))
+      << "busctl monitor did not start: " << monitor.stderr_text();
+
+  const CommandResult call = busctl({"call", "io.dpsd.Provisioning1", "/io/dpsd/Provisioning1",
+                                     "io.dpsd.Provisioning1", "Reprovision"});
+  ASSERT_EQ(call.exit_code, 0) << describe(call);
+  expect_property_soon("AssignedHub", "hub-b.emulator.test");
+  expect_property_soon("State", "provisioned");
+  EXPECT_EQ(property("Substatus"), "reprovisionedToInitialAssignment");
+
+  // What the bus carried: State left provisioned and came back, the hub moved, all as signals.
+  std::vector<json> changes;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        changes.clear();
+        std::istringstream lines(monitor.stdout_text());
+        for (std::string line; std::getline(lines, line);) {
+          const json m = json::parse(line, nullptr, false);
+          if (m.is_discarded() || m.value("member", "") != "PropertiesChanged" ||
+              m.value("path", "") != "/io/dpsd/Provisioning1") {
+            continue;
+          }
+          changes.push_back(m["payload"]["data"][1]);
+        }
+        for (const auto& c : changes) {
+          if (c.contains("AssignedHub") && c["AssignedHub"]["data"] == "hub-b.emulator.test") {
+            return true;
+          }
+        }
+        return false;
+      },
+      10s))
+      << "no PropertiesChanged with AssignedHub=hub-b; monitor saw:\n"
+      << monitor.stdout_text();
+  // dpsd keeps State=provisioned while it confirms a valid assignment; the attempt shows as
+  // LastAttemptUSec, and its result as Substatus and ProvisionedUSec changes.
+  std::set<std::string> changed;
+  for (const auto& c : changes) {
+    for (const auto& [name, value] : c.items()) changed.insert(name);
+    if (c.contains("State")) {
+      EXPECT_NE(c["State"]["data"], "failed") << c.dump();
+    }
+  }
+  for (const char* name : {"LastAttemptUSec", "AssignedHub", "Substatus", "ProvisionedUSec"}) {
+    EXPECT_EQ(changed.count(name), 1u) << name << " not in any PropertiesChanged\n"
+                                       << monitor.stdout_text();
+  }
+
+  const json state = device->state();
+  EXPECT_EQ(state["assignedHub"], "hub-b.emulator.test");
+  EXPECT_EQ(state["substatus"], "reprovisionedToInitialAssignment");
+  EXPECT_NE(device->env_text().find("IOTHUB_HOSTNAME=hub-b.emulator.test\n"), std::string::npos)
+      << device->env_text();
+}
+
+TEST_F(Dbus, UnprivilegedCallerIsRefusedButGroupDpsdIsAllowed) {
+  auto device = enroll();
+  start_dpsd(*device);
+  expect_property_soon("State", "provisioned");
+  const std::size_t before = registers(device->regid());
+
+  for (const char* method : {"Reprovision", "GetConnectionInfo"}) {
+    const CommandResult r = busctl({"call", "io.dpsd.Provisioning1", "/io/dpsd/Provisioning1",
+                                    "io.dpsd.Provisioning1", method},
+                                   as_nobody());
+    EXPECT_NE(r.exit_code, 0) << method << " " << describe(r);
+    EXPECT_NE(r.err.find("denied"), std::string::npos) << method << " " << describe(r);
+    EXPECT_EQ(r.out.find(device->key()), std::string::npos);
+  }
+  const CommandResult refused = dpsctl({"reprovision"}, as_nobody());
+  EXPECT_EQ(refused.exit_code, 5) << describe(refused);
+  EXPECT_NE(refused.err.find("access denied"), std::string::npos) << refused.err;
+
+  // Same uid, with group dpsd as a supplementary group.
+  const CommandResult info =
+      busctl({"--json=short", "call", "io.dpsd.Provisioning1", "/io/dpsd/Provisioning1",
+              "io.dpsd.Provisioning1", "GetConnectionInfo"},
+             as_nobody_in_dpsd());
+  ASSERT_EQ(info.exit_code, 0) << describe(info);
+  const json dict = json::parse(info.out)["data"][0];
+  EXPECT_EQ(dict["AssignedHub"]["data"], "hub-a.emulator.test");
+  EXPECT_EQ(dict["DeviceId"]["data"], device->regid());
+  EXPECT_EQ(dict["AuthType"]["data"], "symmetric_key");
+  EXPECT_EQ(dict["SymmetricKey"]["data"], device->key());
+
+  const CommandResult allowed =
+      dpsctl({"reprovision", "--wait", "--timeout", "30"}, as_nobody_in_dpsd());
+  EXPECT_EQ(allowed.exit_code, 0) << describe(allowed);
+  EXPECT_EQ(registers(device->regid()), before + 1);
+}
+
+// With a bus policy that lets every call through, dpsd's own check (the caller's credentials,
+// asked of the bus) still refuses.
+TEST_F(Dbus, HandlerRefusesWithoutTheBusPolicy) {
+  PrivateBus open_bus(/*include_project_policy=*/false);
+  auto device = enroll();
+  ProcessOptions opts;
+  opts.env["DBUS_SYSTEM_BUS_ADDRESS"] = open_bus.address();
+  Process dpsd({DPSD_BINARY, "--config", device->config_path().string(), "-v"}, opts);
+  auto call = [&](const std::string& method, std::vector<std::string> prefix) {
+    prefix.insert(prefix.end(),
+                  {"busctl", "--address=" + open_bus.address(), "call", "io.dpsd.Provisioning1",
+                   "/io/dpsd/Provisioning1", "io.dpsd.Provisioning1", method});
+    return run_command(prefix, 20s);
+  };
+  ASSERT_TRUE(wait_until([&] { return call("GetConnectionInfo", {}).exit_code == 0; }, 30s, 100ms))
+      << dpsd.stderr_text();
+  for (const char* method : {"Reprovision", "GetConnectionInfo"}) {
+    const CommandResult r = call(method, as_nobody());
+    EXPECT_NE(r.exit_code, 0) << describe(r);
+    EXPECT_NE(r.err.find("Access denied"), std::string::npos) << describe(r);
+    // Refused by dpsd itself (the bus let the call through), naming the caller's uid.
+    EXPECT_TRUE(wait_until(
+        [&] {
+          return dpsd.stderr_text().find(std::string("refused ") + method + " to uid 65534") !=
+                 std::string::npos;
+        },
+        5s))
+        << dpsd.stderr_text();
+  }
+  ProcessOptions nobody_env = opts;
+  const CommandResult refused = run_command({"setpriv", "--reuid=nobody", "--regid=nogroup",
+                                             "--clear-groups", DPSCTL_BINARY, "reprovision"},
+                                            20s, nobody_env);
+  EXPECT_EQ(refused.exit_code, 5) << describe(refused);
+  EXPECT_NE(refused.err.find("Reprovision requires root or membership of group dpsd"),
+            std::string::npos)
+      << refused.err;
+  EXPECT_EQ(call("GetConnectionInfo", as_nobody_in_dpsd()).exit_code, 0);
+}
+
+TEST_F(Dbus, DpsctlStatusHumanAndJson) {
+  auto device = enroll();
+  start_dpsd(*device);
+  expect_property_soon("State", "provisioned");
+  const CommandResult j = dpsctl({"status", "--json"}, as_nobody());
+  ASSERT_EQ(j.exit_code, 0) << describe(j);
+  const json status = json::parse(j.out);
+  EXPECT_EQ(status["State"], "provisioned");
+  EXPECT_EQ(status["AssignedHub"], "hub-a.emulator.test");
+  EXPECT_EQ(status["DeviceId"], device->regid());
+  EXPECT_EQ(status["Source"], "dps");
+  EXPECT_GT(status["ProvisionedUSec"].get<std::uint64_t>(), 0u);
+
+  const CommandResult h = dpsctl({"status"});
+  ASSERT_EQ(h.exit_code, 0) << describe(h);
+  EXPECT_NE(h.out.find("State: provisioned"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("Hub: hub-a.emulator.test"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find(" ago)"), std::string::npos) << h.out;
+}
+
+TEST_F(Dbus, DpsctlWithoutDpsd) {
+  const CommandResult status = dpsctl({"status"});
+  EXPECT_EQ(status.exit_code, 4) << describe(status);
+  EXPECT_NE(status.err.find("dpsd is not running"), std::string::npos) << status.err;
+  const CommandResult wait = dpsctl({"wait", "--timeout", "1"});
+  EXPECT_EQ(wait.exit_code, 3) << describe(wait);
+  EXPECT_NE(wait.err.find("timed out after 1 s"), std::string::npos) << wait.err;
+  EXPECT_NE(wait.err.find("dpsd is not running"), std::string::npos) << wait.err;
+  EXPECT_EQ(dpsctl({"bogus"}).exit_code, 2);
+  EXPECT_EQ(dpsctl({"wait", "--timeout", "x"}).exit_code, 2);
+  const CommandResult help = dpsctl({"--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("5  access denied"), std::string::npos) << help.out;
+}
+
+TEST_F(Dbus, DpsctlWaitSeesDpsdAppearAndProvision) {
+  auto device = enroll({{"name", "normal"}, {"polls", 1}, {"retry_after", 1}});
+  // Started before dpsd: it must notice the name appear (NameOwnerChanged), then the state.
+  Process wait({DPSCTL_BINARY, "wait", "--timeout", "30"}, bus_env());
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(wait.running()) << wait.stderr_text();
+  start_dpsd(*device);
+  const auto code = wait.wait_for_exit(40s);
+  ASSERT_TRUE(code.has_value()) << "dpsctl wait did not return within 40 s";
+  EXPECT_EQ(*code, 0) << wait.stderr_text();
+  EXPECT_EQ(property("State"), "provisioned");
+}
+
+TEST_F(Dbus, DpsctlWaitTimesOutWhileRetryingAndFailsWhenRefused) {
+  auto device = enroll({{"name", "throttle"}, {"status", 503}, {"times", 1000}});
+  start_dpsd(*device);
+  expect_property_soon("Attempts", json(1u));
+  const CommandResult timeout = dpsctl({"wait", "--timeout", "2"});
+  EXPECT_EQ(timeout.exit_code, 3) << describe(timeout);
+  EXPECT_NE(timeout.err.find("timed out after 2 s"), std::string::npos) << timeout.err;
+
+  emulator().set_scenario(device->regid(), {{"name", "unauthorized"}});
+  const CommandResult refused = dpsctl({"wait", "--timeout", "60"});
+  EXPECT_EQ(refused.exit_code, 1) << describe(refused);
+  EXPECT_NE(refused.err.find("DPS refused"), std::string::npos) << refused.err;
+}
+
+TEST_F(Dbus, DpsctlReprovisionWait) {
+  auto device = enroll({{"name", "normal"}, {"polls", 1}, {"retry_after", 1}});
+  start_dpsd(*device);
+  expect_property_soon("State", "provisioned");
+  const auto provisioned = property("ProvisionedUSec").get<std::uint64_t>();
+  const std::size_t before = registers(device->regid());
+  const CommandResult r = dpsctl({"reprovision", "--wait", "--timeout", "30"});
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_EQ(property("State"), "provisioned");
+  EXPECT_EQ(registers(device->regid()), before + 1);
+  EXPECT_GE(property("ProvisionedUSec").get<std::uint64_t>(), provisioned);
+}
+
+TEST_F(Dbus, ConcurrentReprovisionCallsMakeOneRegistration) {
+  // A registration that takes a while (two polls a second apart), so the calls overlap it.
+  auto device = enroll({{"name", "normal"}, {"polls", 2}, {"retry_after", 1}});
+  start_dpsd(*device);
+  expect_property_soon("State", "provisioned", 40s);
+  const std::size_t before = registers(device->regid());
+  std::vector<std::unique_ptr<Process>> calls;
+  for (int i = 0; i < 5; ++i) {
+    calls.push_back(std::make_unique<Process>(std::vector<std::string>{
+        "busctl", "--address=" + address(), "call", "io.dpsd.Provisioning1",
+        "/io/dpsd/Provisioning1", "io.dpsd.Provisioning1", "Reprovision"}));
+  }
+  for (auto& call : calls) {
+    const auto code = call->wait_for_exit(20s);
+    ASSERT_TRUE(code.has_value()) << "busctl call Reprovision did not return within 20 s";
+    EXPECT_EQ(*code, 0) << call->stderr_text();
+  }
+  expect_property_soon("State", "provisioned", 40s);
+  // Let a second registration, if one were wrongly started, reach the emulator.
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(registers(device->regid()), before + 1);
+}
+
+}  // namespace
+}  // namespace dpsd::test
