@@ -13,6 +13,11 @@
 //    "unknown_status":401,            // 401 (default) or 404 for unknown scope/registration
 //    "bad_auth":"topic",              // "topic" (default: accept, answer on res/401) or "connack"
 //    "devices":{"<regid>":{"key":"<base64>","scenario":{...}}},
+//               or {"x509":true,"scenario":{...}} for an X.509 individual enrollment: the device
+//               connects to the listener with require_certificate true (the broker checks the
+//               chain against the test CA), without a password, and its certificate's CN must
+//               be the registration id (else it gets res/401, or a refused CONNACK with bad_auth
+//               "connack").
 //    "groups":[{"key":"<group base64>","scenario":{...}}]}
 // A registration id that is not in "devices" belongs to the first group whose derived key
 // (base64(HMAC-SHA256(base64decode(group key), regid))) verifies its SAS token.
@@ -50,6 +55,7 @@
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
 #include <openssl/hmac.h>
+#include <openssl/x509.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -230,6 +236,7 @@ struct Enrollment {
   std::string key;
   json scenario = json::object();
   int group = -1;  // index into groups, or -1 for an individual enrollment
+  bool x509 = false;
 };
 
 struct Config {
@@ -251,7 +258,8 @@ Config parse_config(const json& doc) {
   if (doc.contains("devices")) {
     for (const auto& [regid, dev] : doc.at("devices").items()) {
       Enrollment e;
-      e.key = dev.at("key").get<std::string>();
+      e.x509 = dev.value("x509", false);
+      e.key = e.x509 ? dev.value("key", "") : dev.at("key").get<std::string>();
       if (dev.contains("scenario") && dev["scenario"].is_object()) e.scenario = dev["scenario"];
       c.devices.emplace(regid, std::move(e));
     }
@@ -373,13 +381,17 @@ class Emulator {
     const std::string cid = cid_c ? cid_c : "";
     const std::string username = ev.username ? ev.username : "";
     reload();
-    AuthResult r = authenticate(cid, username, ev.password);
+    // Non-null only on the require_certificate listener; a new reference we must free.
+    std::unique_ptr<X509, decltype(&X509_free)> cert(
+        static_cast<X509*>(mosquitto_client_certificate(ev.client)), X509_free);
+    AuthResult r = authenticate(cid, username, ev.password, cert.get());
 
     json scenario = r.enrollment ? r.enrollment->scenario : json::object();
     json line = {
         {"event", "connect"},   {"client_id", cid},
         {"username", username}, {"password", ev.password ? json(ev.password) : json(nullptr)},
         {"auth", r.reason},     {"regid", r.regid}};
+    if (cert) line["cert_cn"] = common_name(cert.get());
     if (r.enrollment) {
       line["enrollment"] =
           r.enrollment->group < 0 ? "individual" : "group:" + std::to_string(r.enrollment->group);
@@ -514,8 +526,17 @@ class Emulator {
     return r;
   }
 
-  AuthResult authenticate(const std::string& cid, const std::string& username,
-                          const char* password) {
+  static std::string common_name(X509* cert) {
+    std::array<char, 256> cn{};
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn.data(),
+                                  static_cast<int>(cn.size())) < 0) {
+      return {};
+    }
+    return cn.data();
+  }
+
+  AuthResult authenticate(const std::string& cid, const std::string& username, const char* password,
+                          X509* cert) {
     AuthResult r;
     auto fail = [&r](std::string reason, int status = 401) {
       r.ok = false;
@@ -542,6 +563,19 @@ class Emulator {
 
     auto dev = config_.devices.find(r.regid);
     if (dev != config_.devices.end()) r.enrollment = &dev->second;
+
+    if (cert != nullptr) {
+      // The broker verified the chain (require_certificate); DPS then wants an X.509
+      // enrollment for this registration id and the certificate's CN to be that id.
+      if (r.enrollment == nullptr || !r.enrollment->x509) {
+        r.enrollment = nullptr;
+        return fail("unknown_registration", config_.unknown_status);
+      }
+      if (common_name(cert) != r.regid) return fail("cn_mismatch");
+      r.ok = true;
+      return r;
+    }
+    if (r.enrollment != nullptr && r.enrollment->x509) return fail("x509_enrollment_without_cert");
 
     if (password == nullptr) return fail("no_password");
     constexpr std::string_view kPrefix = "SharedAccessSignature ";

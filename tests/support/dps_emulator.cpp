@@ -54,6 +54,7 @@ DpsEmulator::DpsEmulator(EmulatorOptions opts) : opts_(std::move(opts)), extra_(
   std::filesystem::create_directories(dir_ / "pki");
   pki_ = std::make_unique<TestPki>(dir_ / "pki");
   port_ = free_port();
+  if (opts_.x509) x509_port_ = free_port();
   write_devices();
   write_config();
   start();
@@ -84,6 +85,17 @@ void DpsEmulator::write_config() const {
     << "certfile " << pki_->server_cert().string() << "\n"
     << "keyfile " << pki_->server_key().string() << "\n"
     << "tls_version tlsv1.2\n";
+  if (x509_port_ != 0) {
+    // The broker verifies the chain; the plugin checks CN == registration id.
+    c << "listener " << x509_port_ << " 127.0.0.1\n"
+      << "max_qos 1\n"
+      << "cafile " << pki_->ca_path().string() << "\n"
+      << "certfile " << pki_->server_cert().string() << "\n"
+      << "keyfile " << pki_->server_key().string() << "\n"
+      << "tls_version tlsv1.2\n"
+      << "require_certificate true\n"
+      << "use_identity_as_username false\n";
+  }
   write_file(config_path(), c.str(), 0600);
 }
 
@@ -94,6 +106,7 @@ void DpsEmulator::write_devices() const {
   doc["devices"] = nlohmann::json::object();
   for (const auto& [regid, dev] : opts_.devices) {
     doc["devices"][regid] = {{"key", dev.key}, {"scenario", dev.scenario}};
+    if (dev.x509) doc["devices"][regid]["x509"] = true;
   }
   doc["groups"] = nlohmann::json::array();
   for (const auto& g : opts_.groups) {
@@ -118,6 +131,14 @@ void DpsEmulator::set_scenario(const std::string& regid, nlohmann::json scenario
     throw std::invalid_argument("DpsEmulator::set_scenario: unknown device " + regid);
   }
   it->second.scenario = std::move(scenario);
+  write_devices();
+}
+
+void DpsEmulator::set_x509_device(const std::string& regid, nlohmann::json scenario) {
+  EmulatorDevice device;
+  device.scenario = std::move(scenario);
+  device.x509 = true;
+  opts_.devices[regid] = std::move(device);
   write_devices();
 }
 
@@ -196,7 +217,8 @@ void DpsEmulator::start() {
   const bool ok = wait_until(
       [&] {
         if (!broker_->running()) return true;  // stop waiting; reported below
-        return count_events("ready") > ready_before && wait_for_tcp_port(port_, {});
+        return count_events("ready") > ready_before && wait_for_tcp_port(port_, {}) &&
+               (x509_port_ == 0 || wait_for_tcp_port(x509_port_, {}));
       },
       opts_.ready_timeout);
   if (!ok || !broker_->running()) {

@@ -27,6 +27,9 @@ std::filesystem::path emulator_runner_path();
 struct EmulatorDevice {
   std::string key;  // base64 symmetric key of an individual enrollment
   nlohmann::json scenario = nlohmann::json::object();  // {"name":"normal",…}; see README in plugin
+  // An X.509 individual enrollment: the device connects to x509_port() with a certificate from
+  // pki() whose CN is the registration id (key unused).
+  bool x509 = false;
 };
 
 struct EmulatorGroup {
@@ -46,6 +49,10 @@ struct EmulatorOptions {
   std::chrono::milliseconds ready_timeout{10000};
   std::string mosquitto = "mosquitto";
   std::string plugin_path;  // empty: the plugin this build produced (DPS_EMULATOR_PLUGIN)
+  // Also listen for X.509 devices on x509_port(): TLS with a client certificate required and
+  // verified against pki().ca_path() (mosquitto shows client certificates to the plugin only on
+  // such a listener, so SAS and X.509 need separate ones).
+  bool x509 = false;
 };
 
 class DpsEmulator {
@@ -57,7 +64,8 @@ class DpsEmulator {
   DpsEmulator(const DpsEmulator&) = delete;
   DpsEmulator& operator=(const DpsEmulator&) = delete;
 
-  std::uint16_t port() const { return port_; }  // MQTT over TLS on 127.0.0.1
+  std::uint16_t port() const { return port_; }            // MQTT over TLS on 127.0.0.1
+  std::uint16_t x509_port() const { return x509_port_; }  // 0 unless options.x509
   std::string host() const { return "localhost"; }
   std::filesystem::path ca_path() const { return pki_->ca_path(); }
   const TestPki& pki() const { return *pki_; }
@@ -77,6 +85,9 @@ class DpsEmulator {
   // Replaces the scenario of an existing device (throws if unknown).
   void set_scenario(const std::string& regid, nlohmann::json scenario);
   void remove_device(const std::string& regid);
+  // Adds or replaces an X.509 individual enrollment for `regid` (the certificate's CN).
+  void set_x509_device(const std::string& regid,
+                       nlohmann::json scenario = nlohmann::json::object());
   void add_group(const std::string& key, nlohmann::json scenario = nlohmann::json::object());
   // Top-level devices.json key, e.g. set_option("unknown_status", 404).
   void set_option(const std::string& name, nlohmann::json value);
@@ -110,6 +121,7 @@ class DpsEmulator {
   std::filesystem::path dir_;
   std::unique_ptr<TestPki> pki_;
   std::uint16_t port_ = 0;
+  std::uint16_t x509_port_ = 0;
   nlohmann::json extra_;
   std::unique_ptr<Process> broker_;
 };
