@@ -3,12 +3,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cerrno>
@@ -18,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/websocket.hpp"
 #include "io/dns_resolver.hpp"
 #include "io/event_loop.hpp"
 #include "io/unique_fd.hpp"
@@ -168,10 +171,49 @@ std::uint32_t epoll_for(Want want) {
 
 unsigned relay_socket_counter = 0;  // one loop, one thread: no atomics needed
 
+// WebSocket keys and masks need not be secret, only unpredictable to the network (RFC 6455
+// 10.3: masking stops proxies from being poisoned with attacker-chosen bytes).
+template <std::size_t N>
+std::array<std::uint8_t, N> random_bytes() {
+  std::array<std::uint8_t, N> out{};
+  if (RAND_bytes(out.data(), static_cast<int>(N)) != 1) {
+    // Only when the DRBG cannot seed; a fixed mask still yields valid frames.
+    out.fill(0x5a);
+  }
+  return out;
+}
+
+// Bounds on what the WebSocket relay holds: bytes waiting for TLS, and unwrapped bytes waiting
+// for libmosquitto. Beyond them, the other side is not read (back-pressure, as RelayBuffer).
+constexpr std::size_t kWsWireHighWater = 64 * 1024;
+constexpr std::size_t kWsDownHighWater = 16 * 1024;
+
 }  // namespace
 
+const char* transport_name(Transport transport) {
+  switch (transport) {
+    case Transport::Mqtt:
+      return "mqtt";
+    case Transport::MqttWs:
+      return "mqtt-ws";
+    case Transport::Auto:
+      return "auto";
+  }
+  return "mqtt";
+}
+
 struct SecureChannel::Impl {
-  enum class Phase { Idle, Resolving, Connecting, Handshaking, Listening, Relaying, Closed };
+  enum class Phase {
+    Idle,
+    Resolving,
+    Connecting,
+    ProxyConnecting,  // TCP to the proxy is up; CONNECT sent, waiting for its answer
+    Handshaking,
+    WsUpgrading,  // TLS is up; HTTP upgrade sent, waiting for 101
+    Listening,
+    Relaying,
+    Closed
+  };
 
   Impl(sd_event* event, SSL_CTX* tls, ChannelOptions options, ReadyHandler on_ready,
        ClosedHandler on_closed)
@@ -186,6 +228,18 @@ struct SecureChannel::Impl {
   ~Impl() { remove_socket_file(); }
 
   void start();
+  void begin_connect();
+  bool may_fall_back() const;
+  void fall_back(std::string reason);
+  void fail_connect(std::string reason);
+  void proxy_step();
+  void begin_ws_upgrade();
+  void ws_upgrade_step();
+  void pump_ws();
+  bool handle_ws_input(const char* data, std::size_t n);
+  void update_interest_ws();
+  std::string target() const;
+  std::string proxy_name() const;
   // Each returns after at most one close(); callers must not touch the TLS state afterwards.
   void on_resolved(Expected<std::vector<SocketAddress>> result);
   void connect_next();
@@ -218,6 +272,9 @@ struct SecureChannel::Impl {
   ClosedHandler on_closed;
 
   Phase phase = Phase::Idle;
+  Transport current = Transport::Mqtt;  // never Auto: what is being tried or used
+  std::uint16_t current_port = 0;
+  std::string first_try_error;  // Auto: why 8883 did not work, added to a later failure
   bool ip_literal = false;
   std::vector<SocketAddress> addresses;
   std::size_t next_address = 0;
@@ -231,6 +288,17 @@ struct SecureChannel::Impl {
   RelayBuffer down;  // server -> client
   bool client_eof = false;
   bool server_eof = false;
+
+  // Proxy CONNECT and WebSocket upgrade: the request still to send, and the answer's parser.
+  std::string handshake_out;
+  std::optional<core::proxy::ConnectResponseParser> proxy_parser;
+  std::optional<core::ws::UpgradeResponseParser> ws_parser;
+  // WebSocket relay: framed bytes for TLS (data, pongs, our close), and unwrapped server data.
+  core::ws::FrameDecoder ws_decoder;
+  std::string wire_out;
+  std::string ws_down;
+  bool ws_close_received = false;
+  std::string ws_close_reason;
   Want read_want = Want::Read;
   Want write_want = Want::Write;
 
@@ -254,28 +322,80 @@ struct SecureChannel::Impl {
 
 void SecureChannel::Impl::start() {
   if (phase != Phase::Idle) return;
-  phase = Phase::Resolving;
-  connect_timer.arm(options.connect_timeout);
+  current = options.transport == Transport::MqttWs ? Transport::MqttWs : Transport::Mqtt;
+  current_port = options.port;
+  begin_connect();
+}
 
-  if (auto literal = parse_ip_literal(options.host, options.port)) {
-    ip_literal = true;
+// Resolves and connects to the proxy when there is one, else to the target itself. Called
+// again, from the start, when Auto falls back to WebSocket.
+void SecureChannel::Impl::begin_connect() {
+  phase = Phase::Resolving;
+  addresses.clear();
+  next_address = 0;
+  last_connect_error.clear();
+  connect_timer.arm(may_fall_back() ? std::min(options.auto_fallback_after, options.connect_timeout)
+                                    : options.connect_timeout);
+  ip_literal = parse_ip_literal(options.host, current_port).has_value();
+  if (options.host.empty()) return close("dns: no host name configured");
+
+  const std::string& host = options.proxy ? options.proxy->host : options.host;
+  const std::uint16_t port = options.proxy ? options.proxy->port : current_port;
+  if (auto literal = parse_ip_literal(host, port)) {
     addresses = {*literal};
     phase = Phase::Connecting;
     connect_next();
     return;
   }
-  if (options.host.empty()) return close("dns: no host name configured");
   auto query = DnsQuery::start(
-      event, options.host, options.port,
+      event, host, port,
       [this](Expected<std::vector<SocketAddress>> result) { on_resolved(std::move(result)); });
-  if (!query) return close("dns: " + options.host + ": " + query.error());
+  if (!query) return fail_connect("dns: " + host + ": " + query.error());
   dns = std::move(*query);
+}
+
+bool SecureChannel::Impl::may_fall_back() const {
+  return options.transport == Transport::Auto && current == Transport::Mqtt;
+}
+
+// Auto: 8883 could not be reached (refused, silently dropped, or the proxy would not CONNECT
+// to it). Port 443 is what restrictive networks leave open, so try WebSocket there. Only
+// failures before TLS count: a TLS or MQTT failure on 8883 would repeat on 443.
+void SecureChannel::Impl::fall_back(std::string reason) {
+  first_try_error = std::to_string(current_port) + ": " + reason;
+  connect_timer.cancel();
+  dns.reset();
+  tcp_source.reset();
+  tcp.reset();
+  proxy_parser.reset();
+  handshake_out.clear();
+  current = Transport::MqttWs;
+  current_port = options.ws_port;
+  begin_connect();
+}
+
+void SecureChannel::Impl::fail_connect(std::string reason) {
+  if (may_fall_back()) return fall_back(std::move(reason));
+  close(std::move(reason));
+}
+
+std::string SecureChannel::Impl::proxy_name() const {
+  if (!options.proxy) return {};
+  const std::string& host = options.proxy->host;
+  const bool ipv6 = host.find(':') != std::string::npos;
+  return (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(options.proxy->port);
+}
+
+std::string SecureChannel::Impl::target() const {
+  const bool ipv6 = options.host.find(':') != std::string::npos;
+  return (ipv6 ? "[" + options.host + "]" : options.host) + ":" + std::to_string(current_port);
 }
 
 void SecureChannel::Impl::on_resolved(Expected<std::vector<SocketAddress>> result) {
   dns.reset();  // we are inside its handler; DnsQuery allows that
-  if (!result) return close("dns: " + options.host + ": " + result.error());
-  if (result->empty()) return close("dns: " + options.host + ": no addresses");
+  const std::string& host = options.proxy ? options.proxy->host : options.host;
+  if (!result) return fail_connect("dns: " + host + ": " + result.error());
+  if (result->empty()) return fail_connect("dns: " + host + ": no addresses");
   addresses = std::move(*result);
   phase = Phase::Connecting;
   connect_next();
@@ -309,8 +429,8 @@ void SecureChannel::Impl::connect_next() {
     tcp_source.reset(raw);
     return;
   }
-  close(last_connect_error.empty() ? "connect: " + options.host + ": no usable address"
-                                   : last_connect_error);
+  fail_connect(last_connect_error.empty() ? "connect: " + options.host + ": no usable address"
+                                          : last_connect_error);
 }
 
 void SecureChannel::Impl::on_tcp_writable() {
@@ -325,7 +445,6 @@ void SecureChannel::Impl::on_tcp_writable() {
 }
 
 void SecureChannel::Impl::on_tcp_connected() {
-  connect_timer.cancel();
   // MQTT packets are small and latency-bound (PINGREQ, PUBACK); Nagle only delays them.
   const int one = 1;
   ::setsockopt(tcp.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -335,7 +454,55 @@ void SecureChannel::Impl::on_tcp_connected() {
     if (rc < 0) return close("connect: " + peer + ": sd_event_add_io: " + errno_text(-rc));
     tcp_source.reset(raw);
   }
-  begin_tls();
+  if (!options.proxy) {
+    connect_timer.cancel();
+    return begin_tls();
+  }
+  // The connect budget also covers the proxy's CONNECT: a proxy that cannot reach the target
+  // often answers only after its own, longer timeout.
+  phase = Phase::ProxyConnecting;
+  handshake_out = core::proxy::build_connect_request(*options.proxy, options.host, current_port);
+  proxy_parser.emplace(proxy_name());
+  proxy_step();
+}
+
+void SecureChannel::Impl::proxy_step() {
+  while (!handshake_out.empty()) {
+    const ssize_t n = ::send(tcp.get(), handshake_out.data(), handshake_out.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      handshake_out.erase(0, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && would_block(errno)) return set_events(tcp_source.get(), EPOLLOUT);
+    return fail_connect("proxy: " + proxy_name() + ": " + errno_text(errno));
+  }
+  std::array<char, 4096> buffer{};
+  for (;;) {
+    const ssize_t n = ::recv(tcp.get(), buffer.data(), buffer.size(), 0);
+    if (n > 0) {
+      const auto state = proxy_parser->feed(buffer.data(), static_cast<std::size_t>(n));
+      if (state == core::proxy::ConnectResponseParser::State::Failed) {
+        // Wrong or missing credentials fail the same way on every port: no fallback.
+        if (proxy_parser->status() == 407) return close(proxy_parser->error());
+        return fail_connect(proxy_parser->error());
+      }
+      if (state == core::proxy::ConnectResponseParser::State::Done) {
+        // The TLS client speaks first, so the target cannot have sent anything yet.
+        if (!proxy_parser->leftover().empty()) {
+          return close("proxy: " + proxy_name() + ": sent data after its CONNECT answer");
+        }
+        connect_timer.cancel();
+        proxy_parser.reset();
+        return begin_tls();
+      }
+      continue;
+    }
+    if (n == 0) {
+      return fail_connect("proxy: " + proxy_name() + ": closed the connection during CONNECT");
+    }
+    if (would_block(errno)) return set_events(tcp_source.get(), EPOLLIN);
+    return fail_connect("proxy: " + proxy_name() + ": " + errno_text(errno));
+  }
 }
 
 void SecureChannel::Impl::begin_tls() {
@@ -376,6 +543,7 @@ void SecureChannel::Impl::handshake_step() {
   errno = 0;
   const int rc = SSL_do_handshake(ssl.get());
   if (rc == 1) {
+    if (current == Transport::MqttWs) return begin_ws_upgrade();  // under the same timer
     handshake_timer.cancel();
     return open_listener();
   }
@@ -400,6 +568,95 @@ void SecureChannel::Impl::handshake_step() {
     reason = errno_text(saved_errno);
   }
   close("TLS: handshake failed: " + reason);
+}
+
+// After TLS, so the upgrade request (and the server's answer) are private and authenticated.
+void SecureChannel::Impl::begin_ws_upgrade() {
+  phase = Phase::WsUpgrading;
+  const std::string key = core::ws::make_key(random_bytes<16>());
+  const bool ipv6 = options.host.find(':') != std::string::npos;
+  std::string host_header = ipv6 ? "[" + options.host + "]" : options.host;
+  if (current_port != 443) host_header += ":" + std::to_string(current_port);
+  handshake_out = core::ws::build_upgrade_request(
+      {.host = host_header, .path = options.ws_path, .key = key, .subprotocol = "mqtt"});
+  ws_parser.emplace(key, "mqtt");
+  ws_upgrade_step();
+}
+
+void SecureChannel::Impl::ws_upgrade_step() {
+  while (!handshake_out.empty()) {
+    ERR_clear_error();
+    errno = 0;
+    const int n =
+        SSL_write(ssl.get(), handshake_out.data(), static_cast<int>(handshake_out.size()));
+    if (n > 0) {
+      handshake_out.erase(0, static_cast<std::size_t>(n));
+      continue;
+    }
+    const int saved_errno = errno;
+    const int error = SSL_get_error(ssl.get(), n);
+    if (error == SSL_ERROR_WANT_READ) return set_events(tcp_source.get(), EPOLLIN);
+    if (error == SSL_ERROR_WANT_WRITE) return set_events(tcp_source.get(), EPOLLOUT);
+    return close("WebSocket: upgrade failed: " + tls_io_error(error, saved_errno));
+  }
+  std::array<char, 4096> buffer{};
+  for (;;) {
+    ERR_clear_error();
+    errno = 0;
+    const int n = SSL_read(ssl.get(), buffer.data(), static_cast<int>(buffer.size()));
+    if (n > 0) {
+      const auto state = ws_parser->feed(buffer.data(), static_cast<std::size_t>(n));
+      if (state == core::ws::UpgradeResponseParser::State::Failed) {
+        return close(ws_parser->error());
+      }
+      if (state == core::ws::UpgradeResponseParser::State::Done) {
+        handshake_timer.cancel();
+        // Frames the server sent right behind its 101 (a CONNACK cannot come yet, but a ping
+        // could) belong to the relay.
+        const std::string leftover = ws_parser->leftover();
+        ws_parser.reset();
+        if (!leftover.empty() && !handle_ws_input(leftover.data(), leftover.size())) return;
+        return open_listener();
+      }
+      continue;
+    }
+    const int saved_errno = errno;
+    const int error = SSL_get_error(ssl.get(), n);
+    if (error == SSL_ERROR_WANT_READ) return set_events(tcp_source.get(), EPOLLIN);
+    if (error == SSL_ERROR_WANT_WRITE) return set_events(tcp_source.get(), EPOLLOUT);
+    return close("WebSocket: upgrade failed: " + tls_io_error(error, saved_errno));
+  }
+}
+
+// Unwraps server frames: data for libmosquitto, pings answered, a close answered and noted.
+// Returns false after close() (a protocol violation).
+bool SecureChannel::Impl::handle_ws_input(const char* data, std::size_t n) {
+  core::ws::FrameDecoder::Events events;
+  if (auto status = ws_decoder.feed(data, n, events); !status) {
+    close(status.error());
+    return false;
+  }
+  ws_down += events.data;
+  for (const std::string& ping : events.pings) {
+    core::ws::encode_frame(core::ws::Opcode::Pong, ping, random_bytes<4>(), wire_out);
+  }
+  if (events.close_received && !ws_close_received) {
+    ws_close_received = true;
+    // Echo the status code (RFC 6455 5.5.1); the server then closes TCP.
+    std::string body;
+    if (events.close_code != 1005) {
+      body += static_cast<char>(events.close_code >> 8);
+      body += static_cast<char>(events.close_code & 0xff);
+    }
+    core::ws::encode_frame(core::ws::Opcode::Close, body, random_bytes<4>(), wire_out);
+    if (events.close_code == 1000 || events.close_code == 1005) {
+      ws_close_reason = std::string(kClosedByServer);
+    } else {
+      ws_close_reason = "WebSocket: closed by server: " + std::to_string(events.close_code);
+      if (!events.close_reason.empty()) ws_close_reason += " " + events.close_reason;
+    }
+  }
+  return true;
 }
 
 // The relay socket is created only now, after the server proved its identity: libmosquitto
@@ -471,7 +728,7 @@ void SecureChannel::Impl::accept_clients() {
     if (tcp_rc < 0) return close("relay: sd_event_add_io: " + errno_text(-tcp_rc));
     tcp_source.reset(tcp_raw);
     phase = Phase::Relaying;
-    return pump();
+    return current == Transport::MqttWs ? pump_ws() : pump();
   }
 }
 
@@ -559,6 +816,118 @@ void SecureChannel::Impl::pump() {
   update_interest();
 }
 
+// pump() for WebSocket: client bytes become one masked binary frame per read (MQTT does not
+// care where frames end), server frames are unwrapped, and control frames are answered.
+void SecureChannel::Impl::pump_ws() {
+  std::array<char, 16 * 1024> buffer{};
+  for (bool progress = true; progress;) {
+    progress = false;
+
+    if (!client_eof && up.space_size() > 0) {
+      char* space = up.space();
+      const ssize_t n = ::recv(client.get(), space, up.space_size(), 0);
+      if (n > 0) {
+        up.produced(static_cast<std::size_t>(n));
+        progress = true;
+      } else if (n == 0) {
+        client_eof = true;
+        progress = true;
+      } else if (!would_block(errno)) {
+        return close(std::string(kClosedByClient));
+      }
+    }
+
+    // After the server's close frame nothing but our reply may follow (RFC 6455 5.5.1).
+    if (!up.empty() && !ws_close_received && wire_out.size() < kWsWireHighWater) {
+      core::ws::encode_frame(core::ws::Opcode::Binary, std::string_view(up.data(), up.size()),
+                             random_bytes<4>(), wire_out);
+      up.consumed(up.size());
+      progress = true;
+    }
+
+    if (!wire_out.empty()) {
+      ERR_clear_error();
+      errno = 0;
+      const int n = SSL_write(ssl.get(), wire_out.data(), static_cast<int>(wire_out.size()));
+      if (n > 0) {
+        wire_out.erase(0, static_cast<std::size_t>(n));
+        progress = true;
+      } else {
+        const int saved_errno = errno;
+        const int error = SSL_get_error(ssl.get(), n);
+        if (error == SSL_ERROR_WANT_READ) {
+          write_want = Want::Read;
+        } else if (error == SSL_ERROR_WANT_WRITE) {
+          write_want = Want::Write;
+        } else {
+          return close(tls_io_error(error, saved_errno));
+        }
+      }
+    }
+
+    if (!server_eof && !ws_close_received && ws_down.size() < kWsDownHighWater) {
+      ERR_clear_error();
+      errno = 0;
+      const int n = SSL_read(ssl.get(), buffer.data(), static_cast<int>(buffer.size()));
+      if (n > 0) {
+        if (!handle_ws_input(buffer.data(), static_cast<std::size_t>(n))) return;
+        progress = true;
+      } else {
+        const int saved_errno = errno;
+        const int error = SSL_get_error(ssl.get(), n);
+        if (error == SSL_ERROR_WANT_READ) {
+          read_want = Want::Read;
+        } else if (error == SSL_ERROR_WANT_WRITE) {
+          read_want = Want::Write;
+        } else {
+          std::string reason = tls_io_error(error, saved_errno);
+          if (reason != kClosedByServer) return close(std::move(reason));
+          server_eof = true;
+          progress = true;
+        }
+      }
+    }
+
+    if (!ws_down.empty()) {
+      const ssize_t n = ::send(client.get(), ws_down.data(), ws_down.size(), MSG_NOSIGNAL);
+      if (n > 0) {
+        ws_down.erase(0, static_cast<std::size_t>(n));
+        progress = true;
+      } else if (n < 0 && !would_block(errno)) {
+        return close(std::string(kClosedByClient));
+      }
+    }
+  }
+
+  if (ws_close_received && wire_out.empty() && ws_down.empty()) return close(ws_close_reason);
+  if (server_eof && ws_down.empty()) return close(std::string(kClosedByServer));
+  if (client_eof && up.empty() && wire_out.empty()) {
+    // Best effort, like close_notify: a close frame (1000) and we are gone.
+    std::string bye;
+    core::ws::encode_frame(core::ws::Opcode::Close, std::string_view("\x03\xe8", 2),
+                           random_bytes<4>(), bye);
+    ERR_clear_error();
+    SSL_write(ssl.get(), bye.data(), static_cast<int>(bye.size()));
+    SSL_shutdown(ssl.get());
+    return close(std::string(kClosedByClient));
+  }
+  update_interest_ws();
+}
+
+void SecureChannel::Impl::update_interest_ws() {
+  std::uint32_t tcp_events = 0;
+  if (!server_eof && !ws_close_received && ws_down.size() < kWsDownHighWater) {
+    tcp_events |= epoll_for(read_want);
+  }
+  if (!wire_out.empty()) tcp_events |= epoll_for(write_want);
+  set_events(tcp_source.get(), tcp_events);
+
+  std::uint32_t client_events = 0;
+  if (!client_eof && up.space_size() > 0) client_events |= EPOLLIN;
+  if (!ws_down.empty()) client_events |= EPOLLOUT;
+  set_events(client_source.get(), client_events);
+}
+
 // A direction only contributes to the wait when it still has work; a drained or stopped one
 // must not keep the source enabled or level-triggered epoll would spin.
 void SecureChannel::Impl::update_interest() {
@@ -605,15 +974,23 @@ std::string SecureChannel::Impl::tls_io_error(int ssl_error, int saved_errno) {
 }
 
 void SecureChannel::Impl::on_connect_timeout() {
-  if (phase != Phase::Resolving && phase != Phase::Connecting) return;
-  close("connect: " + options.host + ":" + std::to_string(options.port) + ": timed out after " +
-        std::to_string(options.connect_timeout.count()) + " ms");
+  if (phase != Phase::Resolving && phase != Phase::Connecting && phase != Phase::ProxyConnecting)
+    return;
+  const auto budget = may_fall_back()
+                          ? std::min(options.auto_fallback_after, options.connect_timeout)
+                          : options.connect_timeout;
+  const std::string after = "timed out after " + std::to_string(budget.count()) + " ms";
+  if (phase == Phase::ProxyConnecting) {
+    return fail_connect("proxy: " + proxy_name() + ": CONNECT " + target() + " " + after);
+  }
+  fail_connect("connect: " + (options.proxy ? proxy_name() : target()) + ": " + after);
 }
 
 void SecureChannel::Impl::on_handshake_timeout() {
-  if (phase != Phase::Handshaking) return;
-  close("TLS: handshake timed out after " + std::to_string(options.handshake_timeout.count()) +
-        " ms");
+  const std::string after =
+      "timed out after " + std::to_string(options.handshake_timeout.count()) + " ms";
+  if (phase == Phase::Handshaking) return close("TLS: handshake " + after);
+  if (phase == Phase::WsUpgrading) return close("WebSocket: upgrade " + after);
 }
 
 // Tears everything down now and reports later, from a defer source: close() runs deep inside
@@ -621,6 +998,10 @@ void SecureChannel::Impl::on_handshake_timeout() {
 // ours is left on the stack. Destroying the channel first cancels the report.
 void SecureChannel::Impl::close(std::string reason) {
   if (phase == Phase::Closed) return;
+  // Auto: when WebSocket fails too, the first reason is half the story.
+  if (!first_try_error.empty() && phase != Phase::Relaying && phase != Phase::Listening) {
+    reason += " (after port " + first_try_error + ")";
+  }
   phase = Phase::Closed;
   close_reason = std::move(reason);
 
@@ -662,11 +1043,17 @@ int SecureChannel::Impl::on_tcp_io(sd_event_source* /*source*/, int /*fd*/, uint
     case Phase::Connecting:
       self->on_tcp_writable();
       break;
+    case Phase::ProxyConnecting:
+      self->proxy_step();
+      break;
     case Phase::Handshaking:
       self->handshake_step();
       break;
+    case Phase::WsUpgrading:
+      self->ws_upgrade_step();
+      break;
     case Phase::Relaying:
-      self->pump();
+      self->current == Transport::MqttWs ? self->pump_ws() : self->pump();
       break;
     default:
       break;
@@ -684,7 +1071,9 @@ int SecureChannel::Impl::on_listen_io(sd_event_source* /*source*/, int /*fd*/, u
 int SecureChannel::Impl::on_client_io(sd_event_source* /*source*/, int /*fd*/, uint32_t /*revents*/,
                                       void* userdata) {
   auto* self = static_cast<Impl*>(userdata);
-  if (self->phase == Phase::Relaying) self->pump();
+  if (self->phase == Phase::Relaying) {
+    self->current == Transport::MqttWs ? self->pump_ws() : self->pump();
+  }
   return 0;
 }
 
@@ -720,6 +1109,10 @@ void SecureChannel::start() {
 
 std::string SecureChannel::peer() const {
   return impl_->peer;
+}
+
+Transport SecureChannel::transport_used() const {
+  return impl_->current;
 }
 
 }  // namespace dpsd::io

@@ -5,6 +5,12 @@
 // our own process may connect (SO_PEERCRED). Credentials never leave the process before the
 // server's certificate has been verified, because libmosquitto is only told the socket path
 // once the handshake succeeded.
+//
+// Optionally the TCP connection goes through an HTTP CONNECT proxy (the tunnel is set up
+// before TLS, so the proxy sees only the target's name and port), and optionally MQTT rides in
+// WebSocket frames over the TLS connection (port 443 for networks that only let HTTPS out).
+// "auto" tries plain MQTT on 8883 first, with a short TCP budget, and falls back to WebSocket
+// on 443; transport_used() tells the caller which one worked so it can start there next time.
 #include <openssl/ssl.h>
 #include <systemd/sd-event.h>
 
@@ -13,15 +19,32 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+
+#include "core/http_proxy.hpp"
 
 namespace dpsd::io {
 
+enum class Transport { Mqtt, MqttWs, Auto };
+// "mqtt", "mqtt-ws", "auto": the config and state file spelling.
+const char* transport_name(Transport transport);
+
 struct ChannelOptions {
   std::string host;  // DNS name or literal IP; also the SNI and the name checked in the cert
-  std::uint16_t port = 8883;
-  std::chrono::milliseconds connect_timeout{10000};    // DNS + TCP
-  std::chrono::milliseconds handshake_timeout{10000};  // TLS
+  std::uint16_t port = 8883;  // Mqtt and Auto's first try; MqttWs uses it too (set it to 443)
+  Transport transport = Transport::Mqtt;
+  std::uint16_t ws_port = 443;  // Auto's fallback
+  // Auto: how long the first try (DNS, TCP and the proxy's CONNECT) may take before falling
+  // back. Short, because a firewall that drops 8883 silently would otherwise cost a whole
+  // connect_timeout on every attempt.
+  std::chrono::milliseconds auto_fallback_after{5000};
+  std::string ws_path = "/$iothub/websocket";
+  // Set: TCP goes to the proxy, which is asked to CONNECT host:port. Credentials, if any, are
+  // sent as Proxy-Authorization: Basic and never appear in a reason or in peer().
+  std::optional<core::proxy::ProxyUrl> proxy;
+  std::chrono::milliseconds connect_timeout{10000};    // DNS + TCP (+ the proxy's CONNECT)
+  std::chrono::milliseconds handshake_timeout{10000};  // TLS (+ the WebSocket upgrade)
   std::filesystem::path socket_dir;  // must exist, mode 0700; the relay socket is created here
 };
 
@@ -32,7 +55,10 @@ class SecureChannel {
   // Called once when the channel fails or ends, before or after ready, with a reason such as
   // "dns: example.invalid: not found", "connect: 127.0.0.1:8883: connection refused",
   // "connect: timed out after 10 s", "TLS: certificate verify failed (hostname mismatch)",
-  // "TLS: handshake timed out after 10 s", "connection closed by server". Never called after
+  // "TLS: handshake timed out after 10 s", "connection closed by server",
+  // "proxy: 127.0.0.1:3128: CONNECT refused: 407 Proxy Authentication Required",
+  // "WebSocket: upgrade refused: 404 Not Found", "WebSocket: bad Sec-WebSocket-Accept". With
+  // Auto, a failed fallback also names why the first try failed. Never called after
   // the SecureChannel is destroyed; the handler may destroy the channel.
   using ClosedHandler = std::function<void(const std::string& reason)>;
 
@@ -45,6 +71,8 @@ class SecureChannel {
   void start();
   // The peer address actually used ("127.0.0.1:8883"), for logs; empty before connect.
   std::string peer() const;
+  // Mqtt or MqttWs: what this channel is using (for Auto, what worked or is being tried).
+  Transport transport_used() const;
 
  private:
   struct Impl;

@@ -55,6 +55,7 @@ DpsEmulator::DpsEmulator(EmulatorOptions opts) : opts_(std::move(opts)), extra_(
   pki_ = std::make_unique<TestPki>(dir_ / "pki");
   port_ = free_port();
   if (opts_.x509) x509_port_ = free_port();
+  if (opts_.websocket) ws_port_ = free_port();
   write_devices();
   write_config();
   start();
@@ -85,6 +86,17 @@ void DpsEmulator::write_config() const {
     << "certfile " << pki_->server_cert().string() << "\n"
     << "keyfile " << pki_->server_key().string() << "\n"
     << "tls_version tlsv1.2\n";
+  if (ws_port_ != 0) {
+    // socket_domain: without it a WebSocket listener binds every interface, not just loopback.
+    c << "listener " << ws_port_ << " 127.0.0.1\n"
+      << "protocol websockets\n"
+      << "socket_domain ipv4\n"
+      << "max_qos 1\n"
+      << "cafile " << pki_->ca_path().string() << "\n"
+      << "certfile " << pki_->server_cert().string() << "\n"
+      << "keyfile " << pki_->server_key().string() << "\n"
+      << "tls_version tlsv1.2\n";
+  }
   if (x509_port_ != 0) {
     // The broker verifies the chain; the plugin checks CN == registration id.
     c << "listener " << x509_port_ << " 127.0.0.1\n"
@@ -218,7 +230,8 @@ void DpsEmulator::start() {
       [&] {
         if (!broker_->running()) return true;  // stop waiting; reported below
         return count_events("ready") > ready_before && wait_for_tcp_port(port_, {}) &&
-               (x509_port_ == 0 || wait_for_tcp_port(x509_port_, {}));
+               (x509_port_ == 0 || wait_for_tcp_port(x509_port_, {})) &&
+               (ws_port_ == 0 || wait_for_tcp_port(ws_port_, {}));
       },
       opts_.ready_timeout);
   if (!ok || !broker_->running()) {

@@ -53,6 +53,8 @@ struct EmulatorOptions {
   // verified against pki().ca_path() (mosquitto shows client certificates to the plugin only on
   // such a listener, so SAS and X.509 need separate ones).
   bool x509 = false;
+  // Also listen for MQTT over WebSocket over TLS (any path, subprotocol "mqtt") on ws_port().
+  bool websocket = false;
 };
 
 class DpsEmulator {
@@ -65,6 +67,7 @@ class DpsEmulator {
   DpsEmulator& operator=(const DpsEmulator&) = delete;
 
   std::uint16_t port() const { return port_; }            // MQTT over TLS on 127.0.0.1
+  std::uint16_t ws_port() const { return ws_port_; }      // 0 unless options.websocket
   std::uint16_t x509_port() const { return x509_port_; }  // 0 unless options.x509
   std::string host() const { return "localhost"; }
   std::filesystem::path ca_path() const { return pki_->ca_path(); }
@@ -122,6 +125,7 @@ class DpsEmulator {
   std::unique_ptr<TestPki> pki_;
   std::uint16_t port_ = 0;
   std::uint16_t x509_port_ = 0;
+  std::uint16_t ws_port_ = 0;
   nlohmann::json extra_;
   std::unique_ptr<Process> broker_;
 };
