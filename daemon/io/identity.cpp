@@ -257,6 +257,19 @@ Expected<SecretText> load_pin(const Pkcs11Settings& settings) {
   return SecretText(std::move(text));
 }
 
+std::string Identity::certificate_sha256() const {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int length = 0;
+  if (X509_digest(certificate(), EVP_sha256(), digest.data(), &length) != 1) return {};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "sha256:";
+  for (unsigned int i = 0; i < length; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 15];
+  }
+  return out;
+}
+
 std::vector<X509*> Identity::chain() const {
   std::vector<X509*> out;
   for (std::size_t i = 1; i < chain_.size(); ++i) out.push_back(chain_[i].get());

@@ -65,6 +65,9 @@ class Identity {
   const std::string& subject_cn() const { return subject_cn_; }
   std::chrono::system_clock::time_point not_after() const { return not_after_; }
   bool key_in_token() const { return static_cast<bool>(engine_); }
+  // "sha256:<hex>" of the leaf's DER: the state fingerprint's key tag for X.509, so a renewed
+  // certificate re-provisions. Public data, unlike a symmetric key's tag.
+  std::string certificate_sha256() const;
 
  private:
   friend Expected<Identity> load_identity(std::string_view, std::string_view,

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -49,6 +51,14 @@ TEST_F(IdentityTest, LoadsFileKeyAndExposesCnAndExpiry) {
   EXPECT_EQ(identity->subject_cn(), "gateway-0042");
   EXPECT_TRUE(identity->chain().empty());
   EXPECT_FALSE(identity->key_in_token());
+  const auto digest = test::run_command(
+      {"openssl", "x509", "-in", device.cert.string(), "-noout", "-fingerprint", "-sha256"}, 30s);
+  std::string expected = digest.out.substr(digest.out.find('=') + 1);
+  expected.erase(std::remove(expected.begin(), expected.end(), ':'), expected.end());
+  expected.erase(expected.find_last_not_of("\n") + 1);
+  std::transform(expected.begin(), expected.end(), expected.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  EXPECT_EQ(identity->certificate_sha256(), "sha256:" + expected);
   // TestPki signs client certificates for 825 days.
   const auto left = identity->not_after() - std::chrono::system_clock::now();
   EXPECT_GT(left, std::chrono::hours(24 * 824));
