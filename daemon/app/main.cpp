@@ -73,6 +73,9 @@ int main(int argc, char** argv) {
       case kForce:
         options.force = true;
         break;
+      case kNoBus:
+        options.no_bus = true;
+        break;
       case kTimeout: {
         char* end = nullptr;
         const long value = std::strtol(optarg, &end, 10);

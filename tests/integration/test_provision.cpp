@@ -26,7 +26,11 @@ class Provision : public ::testing::Test {
   std::unique_ptr<Device> enroll(json scenario = json::object(), const std::string& suffix = "") {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     std::string regid = std::string("it-") + info->name() + suffix;
-    for (auto& c : regid) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (auto& c : regid) {
+      c = std::isalnum(static_cast<unsigned char>(c))
+              ? static_cast<char>(std::tolower(static_cast<unsigned char>(c)))
+              : '-';
+    }
     auto device = std::make_unique<Device>(emulator(), regid);
     emulator().set_device(regid, device->key(), std::move(scenario));
     return device;
