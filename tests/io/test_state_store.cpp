@@ -289,14 +289,38 @@ TEST(StateStore, LoadRefusesAHugeFile) {
   EXPECT_EQ(problem, store.state_path().string() + ": too large to be a state file");
 }
 
+// Root ignores file modes; the permission cases run with the effective uid of nobody so the
+// kernel really refuses, and switch back afterwards (gtest runs tests on one thread).
+class AsNobody {
+ public:
+  explicit AsNobody(const fs::path& dir) {
+    if (::geteuid() != 0) return;
+    ::chmod(dir.c_str(), 0755);  // nobody must be able to reach the files inside
+    dropped_ = ::setegid(65534) == 0 && ::seteuid(65534) == 0;
+  }
+  ~AsNobody() {
+    if (dropped_) {
+      [[maybe_unused]] const int u = ::seteuid(0);
+      [[maybe_unused]] const int g = ::setegid(0);
+    }
+  }
+  AsNobody(const AsNobody&) = delete;
+  AsNobody& operator=(const AsNobody&) = delete;
+
+ private:
+  bool dropped_ = false;
+};
+
 TEST(StateStore, LoadReportsAnUnreadableFile) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root reads a 0000 file anyway";
   ScratchDir dir;
   StateStore store(dir.path(), dir / "run");
   spill(store.state_path(), core::serialize_state(sample()));
   ::chmod(store.state_path().c_str(), 0000);
   std::string problem;
-  EXPECT_FALSE(store.load(&problem).has_value());
+  {
+    AsNobody nobody(dir.path());
+    EXPECT_FALSE(store.load(&problem).has_value());
+  }
   EXPECT_EQ(problem, store.state_path().string() + ": " + std::strerror(EACCES));
 }
 
@@ -355,13 +379,16 @@ TEST(StateStore, SaveFailsWhenTheStateDirIsAFile) {
 }
 
 TEST(StateStore, SaveFailsInAReadOnlyStateDir) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root ignores directory permissions";
   ScratchDir dir;
   StateStore store(dir / "state", dir / "run");
   ASSERT_TRUE(store.save(sample()).ok());
   const std::string before = slurp(store.state_path());
   ::chmod((dir / "state").c_str(), 0555);
-  const auto saved = store.save(sample("other.azure-devices.net"));
+  ::chmod((dir / "run").c_str(), 0777);
+  const auto saved = [&] {
+    AsNobody nobody(dir.path());
+    return store.save(sample("other.azure-devices.net"));
+  }();
   ASSERT_FALSE(saved.ok());
   EXPECT_NE(saved.error().find(std::strerror(EACCES)), std::string::npos) << saved.error();
   EXPECT_EQ(slurp(store.state_path()), before);
