@@ -219,11 +219,12 @@ struct Leaf {
   Handler apply;
 };
 
-const std::array<std::string_view, 7> kTables{
+const std::array<std::string_view, 8> kTables{
     "provisioning", "provisioning.attestation", "tls", "network", "retry", "paths", "pkcs11",
+    "proxy",
 };
 
-const std::array<Leaf, 25> kLeaves{{
+const std::array<Leaf, 27> kLeaves{{
     {"provisioning", "reprovision_on_start",
      [](Config& c, const toml::node& n) -> Reason {
        const auto text = string_of(n);
@@ -385,6 +386,36 @@ const std::array<Leaf, 25> kLeaves{{
        return std::string(
            "a PIN in clear in the configuration is refused (config files are world-readable); "
            "use pin_file = \"/etc/dpsd/keys/pin\" (mode 0600) or pin_credential = \"NAME\"");
+     }},
+    {"provisioning", "transport",
+     [](Config& c, const toml::node& n) -> Reason {
+       const auto text = string_of(n);
+       if (!text) return std::string(kMustBeString);
+       if (*text == "mqtt") {
+         c.transport = Transport::Mqtt;
+       } else if (*text == "mqtt-ws") {
+         c.transport = Transport::MqttWs;
+       } else if (*text == "auto") {
+         c.transport = Transport::Auto;
+       } else {
+         return "must be \"mqtt\", \"mqtt-ws\" or \"auto\" (got " + quoted(*text) + ")";
+       }
+       return std::nullopt;
+     }},
+    {"proxy", "url",
+     [](Config& c, const toml::node& n) -> Reason {
+       const auto text = string_of(n);
+       if (!text) return std::string(kMustBeString);
+       c.proxy_configured = true;
+       if (text->empty()) {  // direct, even when the environment names a proxy
+         c.proxy.reset();
+         return std::nullopt;
+       }
+       // The reason never quotes the URL: it may hold the proxy password.
+       auto url = proxy::parse_proxy_url(*text);
+       if (!url) return url.error();
+       c.proxy = std::move(*url);
+       return std::nullopt;
      }},
     {"paths", "state_dir", [](Config& c, const toml::node& n) { return set_path(c.state_dir, n); }},
     {"paths", "runtime_dir",

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/expected.hpp"
+#include "core/http_proxy.hpp"
 
 namespace dpsd::core {
 
@@ -21,6 +22,9 @@ enum class AttestationMethod { SymmetricKey, X509 };
 enum class Enrollment { Individual, Group };
 // Whether a cached assignment is confirmed with DPS at start-up (see etc/dpsd/config.toml).
 enum class ReprovisionOnStart { Never, Always, WhenStale };
+// [provisioning] transport: MQTT on 8883, MQTT over WebSocket on 443, or 8883 first and 443
+// when 8883 cannot be reached (remembered in the state file).
+enum class Transport { Mqtt, MqttWs, Auto };
 
 struct Config {
   // [provisioning]
@@ -35,6 +39,13 @@ struct Config {
   // time) for nothing; Reprovision() on D-Bus or SIGHUP after a config change still re-registers.
   ReprovisionOnStart reprovision_on_start = ReprovisionOnStart::Never;
   std::chrono::milliseconds stale_after{std::chrono::hours(24 * 30)};  // for "when-stale"
+  Transport transport = Transport::Mqtt;
+  // [proxy] url: an HTTP CONNECT proxy. Holds the proxy password when the URL has one: log
+  // proxy->display(), never the URL. When url is not set at all (proxy_configured false),
+  // https_proxy / HTTPS_PROXY / no_proxy from the environment decide
+  // (core::proxy::proxy_from_environment); url = "" means direct, whatever the environment says.
+  std::optional<proxy::ProxyUrl> proxy;
+  bool proxy_configured = false;
   // [provisioning.attestation]
   AttestationMethod method = AttestationMethod::SymmetricKey;
   Enrollment enrollment = Enrollment::Individual;
@@ -62,7 +73,10 @@ struct Config {
   std::filesystem::path state_dir = "/var/lib/dpsd";
   std::filesystem::path runtime_dir = "/run/dpsd";
 
-  std::uint16_t port() const { return endpoint_port.value_or(8883); }
+  // The endpoint port for the first try: 443 for mqtt-ws, else 8883 (auto falls back to 443).
+  std::uint16_t port() const {
+    return endpoint_port.value_or(transport == Transport::MqttWs ? 443 : 8883);
+  }
 };
 
 struct ConfigProblem {

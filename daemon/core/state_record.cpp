@@ -162,6 +162,7 @@ std::string serialize_state(const Assignment& a) {
   j["keyUri"] = a.key_uri;
   j["endpoint"] = a.endpoint;
   j["fingerprint"] = a.fingerprint;
+  j["transport"] = a.transport;
   // Values from DPS may hold invalid UTF-8; the default handler would throw, so replace it.
   return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
 }
@@ -219,6 +220,16 @@ Expected<Assignment> parse_state(std::string_view text) {
   if (!at) return Error{at.error()};
   if (*at < 0) return field_error("provisionedAtUnix", "a non-negative integer");
   a.provisioned_at_unix = *at;
+
+  // Optional (older files lack it); anything but the two transports that can have worked is
+  // a foreign or hand-broken file.
+  if (const auto transport = j.find("transport"); transport != j.end()) {
+    if (!transport->is_string() ||
+        (transport->get<std::string>() != "mqtt" && transport->get<std::string>() != "mqtt-ws")) {
+      return field_error("transport", "\"mqtt\" or \"mqtt-ws\"");
+    }
+    a.transport = transport->get<std::string>();
+  }
 
   // DPS allows any JSON value as the custom payload; null (or absent in DPS's reply) means none.
   const auto payload = j.find("payload");

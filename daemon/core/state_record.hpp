@@ -25,8 +25,12 @@ struct Assignment {
   std::string attestation;                  // "symmetric_key"
   std::string enrollment;                   // "individual" | "group"
   std::string key_uri;
-  std::string endpoint;                     // "host:port" DPS was reached at
-  std::string fingerprint;                  // of the provisioning inputs, see below
+  std::string endpoint;     // "host:port" DPS was reached at
+  std::string fingerprint;  // of the provisioning inputs, see below
+  // "mqtt" or "mqtt-ws": the transport that worked, so transport = "auto" starts with it at
+  // the next boot. Absent in files from older dpsd: "mqtt". Not part of the fingerprint: it
+  // is an outcome, not an input.
+  std::string transport = "mqtt";
 
   bool operator==(const Assignment&) const = default;
 };
@@ -49,7 +53,7 @@ std::string compute_fingerprint(const FingerprintInputs& inputs);
 // state.json: {"schema":1,"status":…,"assignedHub":…,"deviceId":…,"registrationId":…,
 // "idScope":…,"substatus":…,"payload":{…}|null,"provisionedAt":"2026-11-26T09:00:00Z",
 // "provisionedAtUnix":…,"attestation":…,"enrollment":…,"keyUri":…,"endpoint":…,
-// "fingerprint":…}, pretty-printed, trailing newline.
+// "fingerprint":…,"transport":"mqtt"|"mqtt-ws"}, pretty-printed, trailing newline.
 std::string serialize_state(const Assignment& assignment);
 // Rejects a wrong schema, a missing or mistyped field, or an empty hub/device id, naming it.
 Expected<Assignment> parse_state(std::string_view json);

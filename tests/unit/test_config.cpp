@@ -562,5 +562,84 @@ TEST(ParsePkcs11Uri, Forms) {
   EXPECT_FALSE(parse_pkcs11_uri("file:///k"));
 }
 
+// Transports and proxy ------------------------------------------------------------------------
+
+ConfigResult with_transport_dropin(const std::string& text) {
+  return parse_config({{kMain, kMinimal}, {"20-transport.toml", text}});
+}
+
+TEST(ParseConfig, TransportDefaultsToMqttOn8883) {
+  const auto result = parse(kMinimal);
+  ASSERT_TRUE(result.config);
+  EXPECT_EQ(result.config->transport, Transport::Mqtt);
+  EXPECT_EQ(result.config->port(), 8883);
+  EXPECT_FALSE(result.config->proxy);
+  EXPECT_FALSE(result.config->proxy_configured);  // the environment decides
+}
+
+TEST(ParseConfig, TransportValuesAndDefaultPorts) {
+  const auto ws = with_transport_dropin("[provisioning]\ntransport = \"mqtt-ws\"\n");
+  ASSERT_TRUE(ws.config) << ::testing::PrintToString(lines(ws));
+  EXPECT_EQ(ws.config->transport, Transport::MqttWs);
+  EXPECT_EQ(ws.config->port(), 443);
+
+  const auto automatic = with_transport_dropin("[provisioning]\ntransport = \"auto\"\n");
+  ASSERT_TRUE(automatic.config);
+  EXPECT_EQ(automatic.config->transport, Transport::Auto);
+  EXPECT_EQ(automatic.config->port(), 8883);  // the first try; 443 is the fallback
+
+  const auto explicit_port = with_transport_dropin(
+      "[provisioning]\ntransport = \"mqtt-ws\"\nglobal_endpoint = \"dps.example:8443\"\n");
+  ASSERT_TRUE(explicit_port.config);
+  EXPECT_EQ(explicit_port.config->port(), 8443);
+}
+
+TEST(ParseConfig, BadTransport) {
+  const auto upper = with_transport_dropin("[provisioning]\ntransport = \"MQTT\"\n");
+  ASSERT_EQ(upper.problems.size(), 1u);
+  EXPECT_EQ(upper.problems[0].to_string(),
+            "20-transport.toml: provisioning.transport: must be \"mqtt\", \"mqtt-ws\" or "
+            "\"auto\" (got \"MQTT\")");
+  const auto number = with_transport_dropin("[provisioning]\ntransport = 443\n");
+  ASSERT_EQ(number.problems.size(), 1u);
+  EXPECT_EQ(number.problems[0].key, "provisioning.transport");
+}
+
+TEST(ParseConfig, ProxyUrl) {
+  const auto result =
+      with_transport_dropin("[proxy]\nurl = \"http://user:s%40cret@proxy.corp:3128\"\n");
+  ASSERT_TRUE(result.config) << ::testing::PrintToString(lines(result));
+  ASSERT_TRUE(result.config->proxy);
+  EXPECT_EQ(result.config->proxy->host, "proxy.corp");
+  EXPECT_EQ(result.config->proxy->port, 3128);
+  EXPECT_EQ(result.config->proxy->user, "user");
+  EXPECT_EQ(result.config->proxy->password, "s@cret");
+  EXPECT_EQ(result.config->proxy->display(), "http://user:***@proxy.corp:3128");
+  EXPECT_TRUE(result.config->proxy_configured);
+}
+
+TEST(ParseConfig, EmptyProxyUrlInALaterDropInSwitchesTheProxyOff) {
+  const auto result = parse_config({{kMain, kMinimal},
+                                    {"10-proxy.toml", "[proxy]\nurl = \"http://p:1\"\n"},
+                                    {"20-direct.toml", "[proxy]\nurl = \"\"\n"}});
+  ASSERT_TRUE(result.config) << ::testing::PrintToString(lines(result));
+  EXPECT_FALSE(result.config->proxy);
+  EXPECT_TRUE(result.config->proxy_configured);  // "" means direct, not "ask the environment"
+}
+
+TEST(ParseConfig, BadProxyUrlNeverEchoesThePassword) {
+  for (const char* url : {"https://user:hunter2@p:1", "http://user:hunter2@p:0",
+                          "http://user:hunter2@:1", "http://user:hunter2@p:1/path"}) {
+    const auto result = with_transport_dropin(std::string("[proxy]\nurl = \"") + url + "\"\n");
+    ASSERT_EQ(result.problems.size(), 1u) << url;
+    EXPECT_EQ(result.problems[0].key, "proxy.url");
+    EXPECT_EQ(result.problems[0].to_string().find("hunter2"), std::string::npos)
+        << result.problems[0].to_string();
+  }
+  const auto unknown = with_transport_dropin("[proxy]\nhost = \"p\"\n");
+  ASSERT_EQ(unknown.problems.size(), 1u);
+  EXPECT_EQ(unknown.problems[0].key, "proxy.host");
+}
+
 }  // namespace
 }  // namespace dpsd::core

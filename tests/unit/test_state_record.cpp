@@ -83,9 +83,9 @@ TEST(StateRecord, InvalidPayloadTextIsRecordedAsNull) {
 TEST(StateRecord, WritesEveryDocumentedKeyInOrder) {
   const std::string text = serialize_state(sample());
   const std::vector<std::string> keys = {
-      "schema",      "status",     "assignedHub", "deviceId",      "registrationId",
-      "idScope",     "substatus",  "payload",     "provisionedAt", "provisionedAtUnix",
-      "attestation", "enrollment", "keyUri",      "endpoint",      "fingerprint"};
+      "schema",    "status",   "assignedHub",   "deviceId",          "registrationId", "idScope",
+      "substatus", "payload",  "provisionedAt", "provisionedAtUnix", "attestation",    "enrollment",
+      "keyUri",    "endpoint", "fingerprint",   "transport"};
   std::size_t last = 0;
   for (const auto& key : keys) {
     const auto at = text.find("\"" + key + "\":");
@@ -254,6 +254,28 @@ TEST(StateRecord, IgnoresUnknownFields) {
   json j = sample_json();
   j["addedLater"] = {1, 2, 3};
   EXPECT_TRUE(parse_state(j.dump()).ok());
+}
+
+TEST(StateRecord, TransportRoundTripsAndDefaultsToMqtt) {
+  Assignment a = sample();
+  a.transport = "mqtt-ws";
+  const auto parsed = parse_state(serialize_state(a));
+  ASSERT_TRUE(parsed.ok()) << parsed.error();
+  EXPECT_EQ(parsed->transport, "mqtt-ws");
+
+  json older = sample_json();  // a file from before the field existed
+  older.erase("transport");
+  const auto old_parsed = parse_state(older.dump());
+  ASSERT_TRUE(old_parsed.ok()) << old_parsed.error();
+  EXPECT_EQ(old_parsed->transport, "mqtt");
+}
+
+TEST(StateRecord, RejectsUnknownTransport) {
+  for (const json& value : {json("auto"), json("MQTT"), json(443), json(nullptr)}) {
+    json j = sample_json();
+    j["transport"] = value;
+    EXPECT_NE(error_of(j).find("transport"), std::string::npos) << value.dump();
+  }
 }
 
 TEST(StateRecord, RejectsTruncatedJson) {
