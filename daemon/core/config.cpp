@@ -224,7 +224,7 @@ const std::array<std::string_view, 8> kTables{
     "proxy",
 };
 
-const std::array<Leaf, 27> kLeaves{{
+const std::array<Leaf, 28> kLeaves{{
     {"provisioning", "reprovision_on_start",
      [](Config& c, const toml::node& n) -> Reason {
        const auto text = string_of(n);
@@ -400,6 +400,15 @@ const std::array<Leaf, 27> kLeaves{{
        } else {
          return "must be \"mqtt\", \"mqtt-ws\" or \"auto\" (got " + quoted(*text) + ")";
        }
+       return std::nullopt;
+     }},
+    {"provisioning", "websocket_port",
+     [](Config& c, const toml::node& n) -> Reason {
+       const auto* value = n.as_integer();
+       if (value == nullptr || value->get() < 1 || value->get() > 65535) {
+         return std::string("must be an integer port number (1-65535)");
+       }
+       c.websocket_port = static_cast<std::uint16_t>(value->get());
        return std::nullopt;
      }},
     {"proxy", "url",

@@ -40,6 +40,8 @@ struct Config {
   ReprovisionOnStart reprovision_on_start = ReprovisionOnStart::Never;
   std::chrono::milliseconds stale_after{std::chrono::hours(24 * 30)};  // for "when-stale"
   Transport transport = Transport::Mqtt;
+  // The port auto falls back to (MQTT over WebSocket). 443 except in tests and odd networks.
+  std::uint16_t websocket_port = 443;
   // [proxy] url: an HTTP CONNECT proxy. Holds the proxy password when the URL has one: log
   // proxy->display(), never the URL. When url is not set at all (proxy_configured false),
   // https_proxy / HTTPS_PROXY / no_proxy from the environment decide
@@ -73,9 +75,10 @@ struct Config {
   std::filesystem::path state_dir = "/var/lib/dpsd";
   std::filesystem::path runtime_dir = "/run/dpsd";
 
-  // The endpoint port for the first try: 443 for mqtt-ws, else 8883 (auto falls back to 443).
+  // The endpoint port for the first try: websocket_port (443) for mqtt-ws, else 8883 (auto
+  // falls back to websocket_port).
   std::uint16_t port() const {
-    return endpoint_port.value_or(transport == Transport::MqttWs ? 443 : 8883);
+    return endpoint_port.value_or(transport == Transport::MqttWs ? websocket_port : 8883);
   }
 };
 

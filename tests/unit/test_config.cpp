@@ -594,6 +594,19 @@ TEST(ParseConfig, TransportValuesAndDefaultPorts) {
   EXPECT_EQ(explicit_port.config->port(), 8443);
 }
 
+TEST(ParseConfig, WebsocketPort) {
+  const auto result =
+      with_transport_dropin("[provisioning]\ntransport = \"mqtt-ws\"\nwebsocket_port = 8443\n");
+  ASSERT_TRUE(result.config) << ::testing::PrintToString(lines(result));
+  EXPECT_EQ(result.config->websocket_port, 8443);
+  EXPECT_EQ(result.config->port(), 8443);
+  for (const char* bad : {"0", "65536", "\"443\"", "-1"}) {
+    const auto r = with_transport_dropin(std::string("[provisioning]\nwebsocket_port = ") + bad);
+    ASSERT_EQ(r.problems.size(), 1u) << bad;
+    EXPECT_EQ(r.problems[0].key, "provisioning.websocket_port");
+  }
+}
+
 TEST(ParseConfig, BadTransport) {
   const auto upper = with_transport_dropin("[provisioning]\ntransport = \"MQTT\"\n");
   ASSERT_EQ(upper.problems.size(), 1u);
