@@ -114,8 +114,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                             ((shape & 1) ? model.pending_rid : std::to_string(in.byte()));
         if (shape & 2) topic += "&retry-after=" + std::to_string(in.byte() % 100);
         if (shape & 4) topic += "&retry-after=" + in.text();
-        std::string body = (shape & 8) ? in.text()
-                                       : std::string(kBodies[in.byte() % std::size(kBodies)]);
+        std::string body =
+            (shape & 8) ? in.text() : std::string(kBodies[in.byte() % std::size(kBodies)]);
         actions = registration.handle(MessageReceived{std::move(topic), std::move(body)});
         break;
       }

@@ -24,7 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   while (start < env.size()) {
     std::size_t end = env.find('\n', start);
     if (end == std::string::npos) std::abort();  // every line ends with a newline
-    if (env[start] == '#') {  // a comment line
+    if (env[start] == '#') {                     // a comment line
       start = end + 1;
       continue;
     }
