@@ -107,7 +107,8 @@ TEST_F(CrashConsistency, KillLoopNeverLeavesBrokenOrMixedState) {
     const auto code = dpsd.wait_for_exit(10s);
     ASSERT_TRUE(code.has_value()) << "dpsd did not die after SIGKILL";
     ASSERT_TRUE(*code == 0 || *code == 128 + SIGKILL)
-        << "round " << rounds << ": exit " << *code << "\n" << dpsd.stderr_text();
+        << "round " << rounds << ": exit " << *code << "\n"
+        << dpsd.stderr_text();
 
     // state.json: present, and the old bytes or a complete canonical new assignment.
     ASSERT_TRUE(device.has_state()) << "round " << rounds << ": state.json vanished";
@@ -139,7 +140,8 @@ TEST_F(CrashConsistency, KillLoopNeverLeavesBrokenOrMixedState) {
         env_after == env_of_after || env_after == env_of_before || env_after == env_before;
     ASSERT_TRUE(env_ok) << "round " << rounds << " (kill after " << delay
                         << " ms): iothub.env is none of the allowed texts\n--- env\n"
-                        << env_after << "--- state\n" << state_after;
+                        << env_after << "--- state\n"
+                        << state_after;
 
     std::string kind = *code == 0 ? "exited" : "killed";
     kind += changed ? ", new state" : ", state kept";
