@@ -219,6 +219,15 @@ class SdBusService final : public BusService {
     }
     seen_ = now;
     if (changed.empty()) return;
+    if (sd_bus_is_open(bus_.get()) <= 0) {
+      // The bus went away (dbus-daemon stopped, usually at shutdown). dpsd keeps provisioning
+      // without it; say so once instead of at every change.
+      if (!disconnect_logged_) {
+        io::log_warning("D-Bus: the system bus connection is gone; status only in logs and files");
+        disconnect_logged_ = true;
+      }
+      return;
+    }
     changed.push_back(nullptr);
     // The getters read the model again, so the signal carries exactly what Get would return.
     const int r = sd_bus_emit_properties_changed_strv(bus_.get(), kObjectPath, kInterface,
@@ -340,6 +349,7 @@ class SdBusService final : public BusService {
 
   ProvisioningControl& control_;
   StatusModel seen_;  // what the bus was last told
+  bool disconnect_logged_ = false;
   BusPtr bus_;
   SlotPtr vtable_slot_;
 };
