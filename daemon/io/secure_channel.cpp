@@ -350,7 +350,7 @@ void SecureChannel::Impl::begin_connect() {
   auto query = DnsQuery::start(
       event, host, port,
       [this](Expected<std::vector<SocketAddress>> result) { on_resolved(std::move(result)); });
-  if (!query) return fail_connect("dns: " + host + ": " + query.error());
+  if (!query) return close("dns: " + host + ": " + query.error());
   dns = std::move(*query);
 }
 
@@ -394,8 +394,9 @@ std::string SecureChannel::Impl::target() const {
 void SecureChannel::Impl::on_resolved(Expected<std::vector<SocketAddress>> result) {
   dns.reset();  // we are inside its handler; DnsQuery allows that
   const std::string& host = options.proxy ? options.proxy->host : options.host;
-  if (!result) return fail_connect("dns: " + host + ": " + result.error());
-  if (result->empty()) return fail_connect("dns: " + host + ": no addresses");
+  // Not a reason for Auto to fall back: the same name would fail the same way on 443.
+  if (!result) return close("dns: " + host + ": " + result.error());
+  if (result->empty()) return close("dns: " + host + ": no addresses");
   addresses = std::move(*result);
   phase = Phase::Connecting;
   connect_next();
