@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <pwd.h>
 #include <sys/socket.h>
@@ -19,9 +20,11 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "core/websocket.hpp"
 #include "io/event_loop.hpp"
 #include "io/secure_channel.hpp"
 #include "io/tls_context.hpp"
@@ -408,6 +411,184 @@ TEST_F(SecureChannelWsTest, AutoReportsBothFailures) {
   EXPECT_NE(reason.find(std::to_string(o.ws_port) + ": connection refused"), std::string::npos)
       << reason;
   EXPECT_NE(reason.find("after port " + std::to_string(closed_a)), std::string::npos) << reason;
+}
+
+// A one-connection TLS WebSocket server on a thread, with a scripted answer: the upgrade
+// response (built from the client's key) and raw bytes right behind it, then it records what
+// the client sends until EOF. For what mosquitto never does: pings, close codes, bad frames.
+class ScriptedWsServer {
+ public:
+  using Respond = std::function<std::string(const std::string& key)>;
+  ScriptedWsServer(Respond respond, std::string after)
+      : respond_(std::move(respond)),
+        after_(std::move(after)),
+        listener_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    ctx_.reset(SSL_CTX_new(TLS_server_method()));
+    SSL_CTX_use_certificate_chain_file(ctx_.get(), pki->server_cert().c_str());
+    SSL_CTX_use_PrivateKey_file(ctx_.get(), pki->server_key().c_str(), SSL_FILETYPE_PEM);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+    ::listen(listener_.get(), 1);
+    ::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~ScriptedWsServer() {
+    ::shutdown(listener_.get(), SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
+  }
+  std::uint16_t port() const { return port_; }
+  // What the client sent after the upgrade; valid after join().
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  const std::string& received() const { return received_; }
+
+ private:
+  struct CtxDeleter {
+    void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+  };
+  void serve() {
+    Fd conn(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (conn.get() < 0) return;
+    timeval tv{5, 0};  // never hang the suite
+    ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SSL* ssl = SSL_new(ctx_.get());
+    SSL_set_fd(ssl, conn.get());
+    if (SSL_accept(ssl) == 1) {
+      std::string request;
+      char buffer[4096];
+      while (request.find("\r\n\r\n") == std::string::npos) {
+        const int n = SSL_read(ssl, buffer, sizeof buffer);
+        if (n <= 0) break;
+        request.append(buffer, static_cast<std::size_t>(n));
+      }
+      const std::string name = "Sec-WebSocket-Key: ";
+      const std::size_t at = request.find(name);
+      const std::string key =
+          at == std::string::npos
+              ? std::string()
+              : request.substr(at + name.size(), request.find("\r\n", at) - at - name.size());
+      const std::string out = respond_(key) + after_;
+      SSL_write(ssl, out.data(), static_cast<int>(out.size()));
+      for (;;) {
+        const int n = SSL_read(ssl, buffer, sizeof buffer);
+        if (n <= 0) break;
+        received_.append(buffer, static_cast<std::size_t>(n));
+      }
+    }
+    SSL_free(ssl);
+  }
+
+  Respond respond_;
+  std::string after_;
+  std::unique_ptr<SSL_CTX, CtxDeleter> ctx_;
+  Fd listener_;
+  std::uint16_t port_ = 0;
+  std::string received_;
+  std::thread thread_;
+};
+
+std::string upgrade_ok(const std::string& key, const std::string& protocol = "mqtt") {
+  return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Accept: " +
+         core::ws::accept_for_key(key) + "\r\nSec-WebSocket-Protocol: " + protocol + "\r\n\r\n";
+}
+
+std::string server_frame(std::uint8_t first, const std::string& payload) {
+  return std::string(1, static_cast<char>(first)) + static_cast<char>(payload.size()) + payload;
+}
+
+// Client frames as the scripted server received them: (opcode, unmasked payload).
+std::vector<std::pair<int, std::string>> client_frames(const std::string& bytes) {
+  std::vector<std::pair<int, std::string>> out;
+  std::size_t at = 0;
+  while (at + 6 <= bytes.size()) {
+    const int op = static_cast<std::uint8_t>(bytes[at]) & 0x0f;
+    std::size_t n = static_cast<std::uint8_t>(bytes[at + 1]) & 0x7f;
+    std::size_t header = 2;
+    if (n == 126) {
+      n = (static_cast<std::uint8_t>(bytes[at + 2]) << 8) |
+          static_cast<std::uint8_t>(bytes[at + 3]);
+      header = 4;
+    }
+    const std::string mask = bytes.substr(at + header, 4);
+    std::string payload = bytes.substr(at + header + 4, n);
+    for (std::size_t i = 0; i < payload.size(); ++i) payload[i] ^= mask[i % 4];
+    out.emplace_back(op, payload);
+    at += header + 4 + n;
+  }
+  return out;
+}
+
+TEST_F(SecureChannelWsTest, PingBehindTheUpgradeIsAnsweredAndFragmentsAreJoined) {
+  // A ping in the same TLS record as the 101, then a CONNACK split over two fragments.
+  ScriptedWsServer server([](const std::string& key) { return upgrade_ok(key); },
+                          server_frame(0x89, "hi") +
+                              server_frame(0x02, std::string("\x20\x02", 2)) +
+                              server_frame(0x80, std::string("\x00\x00", 2)));
+  open_channel(options(Transport::MqttWs, server.port()));
+  wait_ready();
+  ASSERT_FALSE(HasFailure());
+  Fd client = connect_unix(ready_path_);
+  ASSERT_GE(client.get(), 0);
+  EXPECT_EQ(exchange(client.get(), kConnect, kConnack.size()), kConnack);
+  client.reset();
+  EXPECT_EQ(wait_closed(), "connection closed by client");
+  server.join();
+  const auto frames = client_frames(server.received());
+  ASSERT_GE(frames.size(), 3u) << server.received().size();
+  EXPECT_EQ(frames[0], std::make_pair(0xA, std::string("hi")));  // the pong, first
+  EXPECT_EQ(frames[1], std::make_pair(0x2, kConnect));
+  EXPECT_EQ(frames.back().first, 0x8);  // our close frame on the way out
+}
+
+TEST_F(SecureChannelWsTest, ServerCloseFrameIsAnsweredAndReported) {
+  ScriptedWsServer server([](const std::string& key) { return upgrade_ok(key); },
+                          server_frame(0x88, std::string("\x03\xe9going away", 12)));
+  open_channel(options(Transport::MqttWs, server.port()));
+  wait_ready();
+  ASSERT_FALSE(HasFailure());
+  Fd client = connect_unix(ready_path_);
+  ASSERT_GE(client.get(), 0);
+  EXPECT_EQ(wait_closed(), "WebSocket: closed by server: 1001 going away");
+  client.reset();
+  server.join();
+  const auto frames = client_frames(server.received());
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0], std::make_pair(0x8, std::string("\x03\xe9", 2)));  // the code echoed
+}
+
+TEST_F(SecureChannelWsTest, MaskedServerFrameEndsTheChannel) {
+  ScriptedWsServer server([](const std::string& key) { return upgrade_ok(key); },
+                          std::string("\x82\x82\x01\x02\x03\x04"
+                                      "ab",
+                                      8));
+  open_channel(options(Transport::MqttWs, server.port()));
+  EXPECT_EQ(wait_closed(), "WebSocket: server sent a masked frame");
+  EXPECT_EQ(ready_calls_, 0);
+}
+
+TEST_F(SecureChannelWsTest, BadAcceptKeyFromARealServer) {
+  ScriptedWsServer server([](const std::string&) { return upgrade_ok("not-the-key"); }, "");
+  open_channel(options(Transport::MqttWs, server.port()));
+  EXPECT_EQ(wait_closed(), "WebSocket: bad Sec-WebSocket-Accept");
+}
+
+TEST_F(SecureChannelWsTest, UpperCaseSubprotocolFromARealServer) {
+  ScriptedWsServer server([](const std::string& key) { return upgrade_ok(key, "MQTT"); }, "");
+  open_channel(options(Transport::MqttWs, server.port()));
+  EXPECT_EQ(wait_closed(), "WebSocket: server did not accept subprotocol mqtt");
+}
+
+TEST_F(SecureChannelWsTest, NotFoundFromARealServer) {
+  ScriptedWsServer server(
+      [](const std::string&) { return std::string("HTTP/1.1 404 Not Found\r\n\r\n"); }, "");
+  open_channel(options(Transport::MqttWs, server.port()));
+  EXPECT_EQ(wait_closed(), "WebSocket: upgrade refused: 404 Not Found");
 }
 
 }  // namespace
