@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <ctime>
 
 #include "dpsd/version.hpp"
@@ -30,6 +31,18 @@ io::Level to_io_level(core::LogLevel level) {
       return io::Level::Error;
   }
   return io::Level::Info;
+}
+
+io::Transport to_io_transport(core::Transport transport) {
+  switch (transport) {
+    case core::Transport::MqttWs:
+      return io::Transport::MqttWs;
+    case core::Transport::Auto:
+      return io::Transport::Auto;
+    case core::Transport::Mqtt:
+      break;
+  }
+  return io::Transport::Mqtt;
 }
 
 core::RegistrationRequest make_request(const core::Config& config) {
@@ -92,10 +105,29 @@ void Attempt::execute(core::Actions actions) {
       io::ChannelOptions options;
       options.host = config_.endpoint_host;
       options.port = config_.port();
+      options.transport = to_io_transport(config_.transport);
+      if (config_.transport == core::Transport::Auto && preferred_ == io::Transport::MqttWs) {
+        // What worked last time (state file): skip the 8883 try a blocked network would eat.
+        options.transport = io::Transport::MqttWs;
+        options.port = config_.endpoint_port.value_or(443);
+      }
       options.connect_timeout = config_.connect_timeout;
       options.handshake_timeout = config_.tls_handshake_timeout;
-      options.socket_dir = config_.runtime_dir;
-      io::log_info("connecting to " + options.host + ":" + std::to_string(options.port));
+      options.socket_dir = config_.runtime_dir / "private";
+      if (config_.proxy) {
+        options.proxy = config_.proxy;
+      } else {
+        auto from_env = core::proxy::proxy_from_environment(
+            [](const char* name) { return std::getenv(name); }, options.host, options.port);
+        if (!from_env) {
+          feed(core::ConnectionLost{"proxy: " + from_env.error()});
+          return;
+        }
+        options.proxy = std::move(from_env.value());
+      }
+      io::log_info("connecting to " + options.host + ":" + std::to_string(options.port) + " (" +
+                   io::transport_name(options.transport) + ")" +
+                   (options.proxy ? " through proxy " + options.proxy->display() : ""));
       channel_ = std::make_unique<io::SecureChannel>(
           event_, tls_, options, [this](const std::string& path) { on_channel_ready(path); },
           [this](const std::string& reason) { on_channel_closed(reason); });
@@ -128,13 +160,19 @@ void Attempt::execute(core::Actions actions) {
 
 void Attempt::on_channel_ready(const std::string& socket_path) {
   // The server's certificate is verified by now: only from here on do credentials exist.
-  const std::int64_t expiry =
-      static_cast<std::int64_t>(std::time(nullptr)) + config_.sas_token_lifetime.count();
-  auto token = core::make_sas_token(signer_, config_.id_scope, config_.registration_id, expiry);
-  if (!token) {
-    feed(core::ConnectionLost{"SAS token: " + token.error()});
-    return;
+  used_transport_ = channel_->transport_used();
+  std::string password;
+  if (signer_) {
+    const std::int64_t expiry =
+        static_cast<std::int64_t>(std::time(nullptr)) + config_.sas_token_lifetime.count();
+    auto token = core::make_sas_token(signer_, config_.id_scope, config_.registration_id, expiry);
+    if (!token) {
+      feed(core::ConnectionLost{"SAS token: " + token.error()});
+      return;
+    }
+    password = std::move(token.value());
   }
+  // X.509 (no signer): the TLS client certificate is the credential, and there is no password.
   io::log_debug("TLS up to " + channel_->peer() + "; MQTT CONNECT as " + client_id_);
   mqtt_ = std::make_unique<io::MqttSession>(
       event_, client_id_,
@@ -153,8 +191,8 @@ void Attempt::on_channel_ready(const std::string& socket_path) {
                                                                 ? std::move(reason)
                                                                 : channel_close_reason_});
                                 }});
-  auto status = mqtt_->connect(socket_path, username_, token.value());
-  OPENSSL_cleanse(token.value().data(), token.value().size());
+  auto status = mqtt_->connect(socket_path, username_, password);
+  OPENSSL_cleanse(password.data(), password.size());
   if (!status) feed(core::ConnectionLost{status.error()});
 }
 

@@ -32,6 +32,10 @@ class Attempt {
   Attempt& operator=(const Attempt&) = delete;
 
   void start();
+  // transport = "auto": start with the transport that worked last time.
+  void prefer(io::Transport transport) { preferred_ = transport; }
+  // The transport of the last channel that came up (Mqtt until one did).
+  io::Transport transport_used() const { return used_transport_; }
 
  private:
   void execute(core::Actions actions);
@@ -50,6 +54,8 @@ class Attempt {
   core::Registration registration_;
   std::string client_id_;
   std::string username_;
+  io::Transport preferred_ = io::Transport::Mqtt;
+  io::Transport used_transport_ = io::Transport::Mqtt;
   std::string channel_close_reason_;  // set when the server closed while libmosquitto drains
   std::unique_ptr<io::SecureChannel> channel_;
   std::unique_ptr<io::MqttSession> mqtt_;

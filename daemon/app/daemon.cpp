@@ -13,8 +13,10 @@
 #include <iostream>
 
 #include "dpsd/version.hpp"
+#include "io/identity.hpp"
 #include "io/key_source.hpp"
 #include "io/log.hpp"
+#include "io/pkcs11_signer.hpp"
 
 namespace dpsd::app {
 
@@ -82,6 +84,15 @@ std::int64_t clock_floor() {
 
 }  // namespace
 
+const std::string& Daemon::key_uri() const {
+  return config_.method == core::AttestationMethod::X509 ? config_.identity_pk_uri
+                                                         : config_.symmetric_key_uri;
+}
+
+const char* Daemon::attestation_name() const {
+  return config_.method == core::AttestationMethod::X509 ? "x509" : "symmetric_key";
+}
+
 const char* to_string(ProvisioningState state) {
   switch (state) {
     case ProvisioningState::Unprovisioned:
@@ -116,8 +127,7 @@ Daemon::~Daemon() {
   OPENSSL_cleanse(device_key_.data(), device_key_.size());
 }
 
-bool Daemon::prepare_identity() {
-  identity_ready_ = false;
+bool Daemon::load_symmetric_key() {
   auto key = io::load_key(config_.symmetric_key_uri);
   if (!key) {
     status_.last_error = "symmetric_key: " + key.error();
@@ -146,14 +156,68 @@ bool Daemon::prepare_identity() {
   OPENSSL_cleanse(device_key_.data(), device_key_.size());
   device_key_ = std::move(device_key);
 
+  return true;
+}
+
+bool Daemon::prepare_identity() {
+  identity_ready_ = false;
+  // The old SSL_CTX may hold the old identity's token key: free it before that identity goes.
+  tls_.reset();
+  std::string tag;
+  if (config_.method == core::AttestationMethod::X509) {
+    auto identity = io::load_identity(config_);
+    if (!identity) {
+      status_.last_error = identity.error();
+      io::log_error(status_.last_error);
+      return false;
+    }
+    if (identity->subject_cn() != config_.registration_id) {
+      status_.last_error = "identity_cert: the certificate's subject CN '" +
+                           identity->subject_cn() + "' is not the registration id '" +
+                           config_.registration_id + "'";
+      io::log_error(status_.last_error);
+      return false;
+    }
+    if (auto warning = io::expiry_warning(*identity, std::chrono::system_clock::now())) {
+      io::log_warning(*warning);
+    }
+    // The certificate is public: its hash is the fingerprint's key tag, so a renewed
+    // certificate re-provisions.
+    tag = identity->certificate_sha256();
+    identity_ = std::make_unique<io::Identity>(std::move(identity.value()));
+    OPENSSL_cleanse(device_key_.data(), device_key_.size());
+    device_key_.clear();
+  } else if (core::is_pkcs11_uri(config_.symmetric_key_uri)) {
+    const auto settings = io::pkcs11_settings(config_);
+    if (!settings) {
+      status_.last_error = "symmetric_key: a pkcs11: key needs [pkcs11] module";
+      io::log_error(status_.last_error);
+      return false;
+    }
+    auto signer = io::make_pkcs11_signer(config_.symmetric_key_uri, *settings);
+    if (!signer) {
+      status_.last_error = "symmetric_key: " + signer.error();
+      io::log_error(status_.last_error);
+      return false;
+    }
+    // The key never leaves the token: GetConnectionInfo cannot hand it out either.
+    signer_ = std::move(signer.value());
+    OPENSSL_cleanse(device_key_.data(), device_key_.size());
+    device_key_.clear();
+    tag = key_tag(signer_);
+  } else {
+    if (!load_symmetric_key()) return false;
+    tag = key_tag(signer_);
+  }
+
   core::FingerprintInputs inputs;
   inputs.id_scope = config_.id_scope;
   inputs.registration_id = config_.registration_id;
   inputs.endpoint = config_.endpoint_host + ":" + std::to_string(config_.port());
-  inputs.attestation = "symmetric_key";
+  inputs.attestation = attestation_name();
   inputs.enrollment = enrollment_name(config_.enrollment);
-  inputs.key_uri = config_.symmetric_key_uri;
-  inputs.key_tag = key_tag(signer_);
+  inputs.key_uri = key_uri();
+  inputs.key_tag = tag;
   fingerprint_ = core::compute_fingerprint(inputs);
 
   auto tls = io::make_client_tls_context(config_.trust_bundle);
@@ -163,6 +227,13 @@ bool Daemon::prepare_identity() {
     return false;
   }
   tls_ = std::move(tls.value());
+  if (identity_) {
+    if (auto status = io::use_client_identity(tls_.get(), *identity_); !status) {
+      status_.last_error = "tls: " + status.error();
+      io::log_error(status_.last_error);
+      return false;
+    }
+  }
 
   if (auto status = make_private_dir(config_.runtime_dir / "private"); !status) {
     status_.last_error = "paths.runtime_dir: " + status.error();
@@ -262,6 +333,7 @@ void Daemon::serve_cache() {
     return;
   }
   status_.assignment = cached;
+  last_transport_ = cached->transport;
   status_.source = "cache";
   status_.state = ProvisioningState::Provisioned;
   status_.provisioned_usec = static_cast<std::uint64_t>(cached->provisioned_at_unix) * 1'000'000U;
@@ -325,6 +397,7 @@ void Daemon::start_attempt() {
   attempt_ =
       std::make_unique<Attempt>(loop_.get(), tls_.get(), config_, signer_,
                                 [this](core::Outcome outcome) { on_outcome(std::move(outcome)); });
+  if (last_transport_ == "mqtt-ws") attempt_->prefer(io::Transport::MqttWs);
   status_changed();
   attempt_->start();
 }
@@ -337,12 +410,12 @@ void Daemon::reprovision() {
 }
 
 std::optional<ConnectionInfo> Daemon::connection_info() const {
-  if (!status_.assignment || device_key_.empty()) return std::nullopt;
+  if (!status_.assignment) return std::nullopt;
   ConnectionInfo info;
   info.assigned_hub = status_.assignment->assigned_hub;
   info.device_id = status_.assignment->device_id;
-  info.auth_type = "symmetric_key";
-  info.symmetric_key = device_key_;
+  info.auth_type = attestation_name();
+  info.symmetric_key = device_key_;  // empty for X.509 and for keys that live in a token
   return info;
 }
 
@@ -357,15 +430,16 @@ core::Assignment Daemon::make_assignment(const core::RegistrationState& state) c
   assignment.substatus = state.substatus;
   assignment.payload_json = state.payload_json;
   assignment.provisioned_at_unix = static_cast<std::int64_t>(std::time(nullptr));
-  assignment.attestation = "symmetric_key";
+  assignment.attestation = attestation_name();
   assignment.enrollment = enrollment_name(config_.enrollment);
-  assignment.key_uri = config_.symmetric_key_uri;
+  assignment.key_uri = key_uri();
   assignment.endpoint = config_.endpoint_host + ":" + std::to_string(config_.port());
   assignment.fingerprint = fingerprint_;
   return assignment;
 }
 
 void Daemon::on_outcome(core::Outcome outcome) {
+  const io::Transport used = attempt_->transport_used();
   attempt_.reset();  // safe: Attempt delivers outcomes from a deferred source
   const auto took =
       std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - attempt_started_);
@@ -374,6 +448,7 @@ void Daemon::on_outcome(core::Outcome outcome) {
   switch (outcome.kind) {
     case core::OutcomeKind::Assigned: {
       core::Assignment assignment = make_assignment(*outcome.registration_state);
+      assignment.transport = used == io::Transport::MqttWs ? "mqtt-ws" : "mqtt";
       if (auto status = store_.save(assignment); !status) {
         status_.last_error = "state: " + status.error();
         io::log_error("provisioned, but the state could not be written: " + status.error());
@@ -385,6 +460,7 @@ void Daemon::on_outcome(core::Outcome outcome) {
       refused_backoff_.reset();
       status_.state = ProvisioningState::Provisioned;
       status_.assignment = assignment;
+      last_transport_ = assignment.transport;
       status_.source = "dps";
       status_.last_error.clear();
       status_.provisioned_usec = realtime_usec();
@@ -518,7 +594,20 @@ int check_config(const std::filesystem::path& config_path) {
   std::vector<std::string> problems;
   for (const auto& problem : result.problems) problems.push_back(problem.to_string());
   if (result.config) {
-    if (auto status = io::check_key_source(result.config->symmetric_key_uri); !status) {
+    const core::Config& config = *result.config;
+    if (config.method == core::AttestationMethod::X509) {
+      if (auto status = io::check_identity(config); !status) {
+        problems.push_back(config_path.string() + ": provisioning.attestation." + status.error());
+      }
+    } else if (core::is_pkcs11_uri(config.symmetric_key_uri)) {
+      const auto settings = io::pkcs11_settings(config);
+      auto status = settings ? io::check_pkcs11_key(config.symmetric_key_uri, *settings)
+                             : Status(Error{"a pkcs11: key needs [pkcs11] module"});
+      if (!status) {
+        problems.push_back(config_path.string() +
+                           ": provisioning.attestation.symmetric_key: " + status.error());
+      }
+    } else if (auto status = io::check_key_source(config.symmetric_key_uri); !status) {
       problems.push_back(config_path.string() +
                          ": provisioning.attestation.symmetric_key: " + status.error());
     }

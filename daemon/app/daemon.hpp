@@ -18,6 +18,7 @@
 #include "core/sas_token.hpp"
 #include "core/state_record.hpp"
 #include "io/event_loop.hpp"
+#include "io/identity.hpp"
 #include "io/state_store.hpp"
 #include "io/tls_context.hpp"
 
@@ -57,6 +58,9 @@ class Daemon final : public ProvisioningControl {
   // Loads key, TLS context and fingerprint for config_; on failure sets LastError and returns
   // false (the daemon then waits for SIGHUP, Reprovision or the slow retry).
   bool prepare_identity();
+  bool load_symmetric_key();  // file: or credential:, derived for group enrollments
+  const char* attestation_name() const;
+  const std::string& key_uri() const;  // the key the fingerprint and the state name
   void serve_cache();
   bool cache_is_stale() const;
   void start_attempt();
@@ -72,10 +76,14 @@ class Daemon final : public ProvisioningControl {
   core::Config config_;
   Options options_;
   io::EventLoop loop_;
+  // X.509 client certificate and key. Declared before tls_ so it is destroyed after it: a key
+  // that lives in a PKCS#11 token needs its engine for as long as the SSL_CTX holds it.
+  std::unique_ptr<io::Identity> identity_;
   io::SslCtxPtr tls_;
-  core::Signer signer_;
+  core::Signer signer_;  // symmetric keys: computes the SAS HMAC
   bool identity_ready_ = false;
   std::string fingerprint_;
+  std::string last_transport_;  // what worked last ("mqtt" | "mqtt-ws"), for transport = "auto"
   std::string device_key_;  // base64; for GetConnectionInfo only, wiped when replaced or destroyed
   io::StateStore store_;
   core::Backoff backoff_;

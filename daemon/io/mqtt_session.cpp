@@ -50,7 +50,9 @@ MqttSession::~MqttSession() {
 
 Status MqttSession::connect(const std::string& unix_socket_path, const std::string& username,
                             const std::string& password) {
-  int rc = mosquitto_username_pw_set(mosq_.get(), username.c_str(), password.c_str());
+  // No password at all (not an empty one) for X.509: the certificate is the credential.
+  int rc = mosquitto_username_pw_set(mosq_.get(), username.c_str(),
+                                     password.empty() ? nullptr : password.c_str());
   if (rc != MOSQ_ERR_SUCCESS) return Error{std::string("MQTT: ") + mosquitto_strerror(rc)};
   // Keep-alive 60 s: the session lasts seconds, but a silent broker must still be noticed.
   rc = mosquitto_connect_async(mosq_.get(), unix_socket_path.c_str(), 0, 60);

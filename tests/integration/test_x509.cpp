@@ -146,10 +146,8 @@ TEST_F(X509, EmulatorRefusesUnenrolledCertificate) {
 }
 
 // --- dpsd --------------------------------------------------------------------------------------
-// DISABLED_ until app::Daemon (prepare_identity, check_config) and app::Attempt (no password for
-// X.509) use io::Identity and io::make_pkcs11_signer; drop the prefix with that change.
 
-TEST_F(X509, DISABLED_ProvisionsWithFileKey) {
+TEST_F(X509, ProvisionsWithFileKey) {
   Device device(emulator(), regid());
   emulator().set_x509_device(device.regid(), {{"name", "normal"}, {"polls", 1}});
   const auto cert = emulator().pki().client_cert(device.regid());
@@ -163,7 +161,7 @@ TEST_F(X509, DISABLED_ProvisionsWithFileKey) {
   EXPECT_TRUE(connects.back()["password"].is_null()) << connects.back().dump();
 }
 
-TEST_F(X509, DISABLED_ProvisionsWithSoftHsmKey) {
+TEST_F(X509, ProvisionsWithSoftHsmKey) {
   Device device(emulator(), regid());
   emulator().set_x509_device(device.regid(), {{"name", "immediate"}});
   const auto cert = emulator().pki().client_cert(device.regid());
@@ -177,7 +175,7 @@ TEST_F(X509, DISABLED_ProvisionsWithSoftHsmKey) {
   EXPECT_EQ(emulator().events("connect", device.regid()).back()["auth"], "ok");
 }
 
-TEST_F(X509, DISABLED_CheckConfigRefusesCnOtherThanRegistrationId) {
+TEST_F(X509, CheckConfigRefusesCnOtherThanRegistrationId) {
   Device device(emulator(), regid());
   const auto cert = emulator().pki().client_cert(device.regid() + "-not");
   write_x509_config(device, cert, private_copy(device, cert));
@@ -187,7 +185,7 @@ TEST_F(X509, DISABLED_CheckConfigRefusesCnOtherThanRegistrationId) {
       << describe(r);
 }
 
-TEST_F(X509, DISABLED_SymmetricKeyInSoftHsm) {
+TEST_F(X509, SymmetricKeyInSoftHsm) {
   Device device(emulator(), regid());
   emulator().set_device(device.regid(), device.key(), {{"name", "immediate"}});
   const auto secret = core::base64_decode(device.key());
