@@ -94,6 +94,8 @@ const Property kProperties[] = {
     {"LastAttemptUSec", [](const StatusModel& s) -> Value { return s.last_attempt_usec; }},
     {"NextAttemptUSec", [](const StatusModel& s) -> Value { return s.next_attempt_usec; }},
     {"ProvisionedUSec", [](const StatusModel& s) -> Value { return s.provisioned_usec; }},
+    {"CertificateNotAfterUSec",
+     [](const StatusModel& s) -> Value { return s.certificate_not_after_usec; }},
 };
 
 const Property* find_property(const char* name) {
@@ -373,6 +375,7 @@ const sd_bus_vtable SdBusService::kVtable[] = {
     DPSD_PROPERTY("LastAttemptUSec", "t"),
     DPSD_PROPERTY("NextAttemptUSec", "t"),
     DPSD_PROPERTY("ProvisionedUSec", "t"),
+    DPSD_PROPERTY("CertificateNotAfterUSec", "t"),
     SD_BUS_METHOD("Reprovision", "", "", SdBusService::method_reprovision,
                   SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("GetConnectionInfo", "", , "a{sv}", SD_BUS_PARAM(info),

@@ -32,6 +32,7 @@ struct StatusModel {
   std::uint64_t last_attempt_usec = 0;  // CLOCK_REALTIME µs, 0 when none
   std::uint64_t next_attempt_usec = 0;
   std::uint64_t provisioned_usec = 0;
+  std::uint64_t certificate_not_after_usec = 0;  // X.509 only
   bool operator==(const StatusModel&) const = default;
 };
 

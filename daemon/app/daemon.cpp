@@ -184,6 +184,10 @@ bool Daemon::prepare_identity() {
     // The certificate is public: its hash is the fingerprint's key tag, so a renewed
     // certificate re-provisions.
     tag = identity->certificate_sha256();
+    status_.certificate_not_after_usec =
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                       identity->not_after().time_since_epoch())
+                                       .count());
     identity_ = std::make_unique<io::Identity>(std::move(identity.value()));
     OPENSSL_cleanse(device_key_.data(), device_key_.size());
     device_key_.clear();

@@ -286,7 +286,7 @@ TEST_F(Dbus, IntrospectionMatchesTheXmlContract) {
       interface_members(read_file(DPSD_SOURCE_DIR "/dbus/io.dpsd.Provisioning1.xml"));
   EXPECT_EQ(live, contract) << "the running object and dbus/io.dpsd.Provisioning1.xml differ\n"
                             << r.out;
-  EXPECT_EQ(contract.size(), 14u);  // 12 properties, 2 methods
+  EXPECT_EQ(contract.size(), 15u);  // 13 properties, 2 methods
 }
 
 TEST_F(Dbus, PropertiesAfterProvisioningReadableByAnyone) {
