@@ -10,6 +10,7 @@
 #    busctl State=provisioned (Source=dps) within a bounded time, the example consumer
 #    (After=dps-provisioned.target) started after dpsd-wait-provisioned.service finished and saw
 #    IOTHUB_HOSTNAME; then it powers the container off;
+#  - dpkg -i again (the upgrade path): state, edited conffile, drop-in and key kept;
 #  - boot 2, emulator stopped: provisioned from cache (Source=cache), consumer as above;
 #  - dpkg --purge removes every file the package installed, /etc/dpsd and /var/lib/dpsd.
 # The container is always stopped by the nspawn PID, whatever happens.
@@ -100,7 +101,6 @@ in_root sh -c 'dpkg -i /root/dpsd.deb || { apt-get update -qq && apt-get -f inst
 in_root dpkg-query -W -f='${Status}\n' dpsd 2>/dev/null | grep -q "install ok installed" \
   || { cat "$results/install.log"; echo "FAIL: dpsd is not installed"; exit 1; }
 echo "ok: dpkg -i installed dpsd"
-rm -f "$root/root/dpsd.deb"
 in_root dpkg -L dpsd 2>/dev/null | sort >"$results/dpkg-L.txt"
 check "user dpsd created by systemd-sysusers" in_root getent passwd dpsd
 check "/var/lib/dpsd 0750 dpsd:dpsd" test "$(in_root stat -c '%a %U:%G' /var/lib/dpsd)" = "750 dpsd:dpsd"
@@ -229,6 +229,16 @@ assert_boot() {  # assert_boot N SOURCE
 echo "--- boot 1: DPS emulator up"
 boot 1
 assert_boot 1 dps
+
+echo "--- reinstall over the provisioned system (the upgrade path): state and edited conffile kept"
+echo "# edited by the operator" >>"$root/etc/dpsd/config.toml"
+sum_before=$(sha256sum <"$root/etc/dpsd/config.toml")
+in_root sh -c 'DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold /root/dpsd.deb' >"$results/upgrade.log" 2>&1 \
+  || { cat "$results/upgrade.log"; fail=1; }
+rm -f "$root/root/dpsd.deb"
+check "upgrade: state.json kept" test -s "$root/var/lib/dpsd/state.json"
+check "upgrade: edited config.toml kept" test "$(sha256sum <"$root/etc/dpsd/config.toml")" = "$sum_before"
+check "upgrade: drop-in and key kept" test -s "$root/etc/dpsd/config.d/10-device.toml" -a -s "$root/etc/dpsd/keys/device.key"
 
 echo "--- boot 2: DPS emulator stopped, served from cache"
 stop_emulator
