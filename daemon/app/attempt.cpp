@@ -106,17 +106,18 @@ void Attempt::execute(core::Actions actions) {
       options.host = config_.endpoint_host;
       options.port = config_.port();
       options.transport = to_io_transport(config_.transport);
+      options.ws_port = config_.websocket_port;
       if (config_.transport == core::Transport::Auto && preferred_ == io::Transport::MqttWs) {
         // What worked last time (state file): skip the 8883 try a blocked network would eat.
         options.transport = io::Transport::MqttWs;
-        options.port = config_.endpoint_port.value_or(443);
+        options.port = config_.websocket_port;
       }
       options.connect_timeout = config_.connect_timeout;
       options.handshake_timeout = config_.tls_handshake_timeout;
       options.socket_dir = config_.runtime_dir / "private";
       if (config_.proxy) {
         options.proxy = config_.proxy;
-      } else {
+      } else if (!config_.proxy_configured) {
         auto from_env = core::proxy::proxy_from_environment(
             [](const char* name) { return std::getenv(name); }, options.host, options.port);
         if (!from_env) {

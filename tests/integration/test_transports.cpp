@@ -81,15 +81,12 @@ class Transports : public ::testing::Test {
   static std::unique_ptr<DpsEmulator> emulator_;
 };
 std::unique_ptr<DpsEmulator> Transports::emulator_;
-// Disabled until app/attempt.cpp passes ws_port, websocket_port and proxy_configured to the
-// channel (all 8 pass with that wiring); to enable, drop this alias and the DISABLED_ prefixes.
-using DISABLED_Transports = Transports;
 
 std::string ws_endpoint(const DpsEmulator& e) {
   return "localhost:" + std::to_string(e.ws_port());
 }
 
-TEST_F(DISABLED_Transports, MqttOverWebSocket) {
+TEST_F(Transports, MqttOverWebSocket) {
   auto device = enroll();
   device->write_config("", "individual", ws_endpoint(emulator()), {}, "transport = \"mqtt-ws\"\n");
   const RunResult r = run_with_env(*device, {});
@@ -98,7 +95,7 @@ TEST_F(DISABLED_Transports, MqttOverWebSocket) {
   EXPECT_GE(emulator().count_events("connect", device->regid()), 1u);
 }
 
-TEST_F(DISABLED_Transports, MqttThroughProxyWithCredentials) {
+TEST_F(Transports, MqttThroughProxyWithCredentials) {
   ConnectProxy proxy(with_credentials());
   auto device = enroll();
   device->write_config("[proxy]\nurl = \"" + proxy.url(std::string("dev:") + kProxyPassword) +
@@ -111,7 +108,7 @@ TEST_F(DISABLED_Transports, MqttThroughProxyWithCredentials) {
   EXPECT_EQ(device->state_text().find(kProxyPassword), std::string::npos);
 }
 
-TEST_F(DISABLED_Transports, WebSocketThroughProxy) {
+TEST_F(Transports, WebSocketThroughProxy) {
   ConnectProxy proxy(with_credentials());
   auto device = enroll();
   device->write_config(
@@ -123,7 +120,7 @@ TEST_F(DISABLED_Transports, WebSocketThroughProxy) {
   EXPECT_EQ(device->state().value("transport", ""), "mqtt-ws");
 }
 
-TEST_F(DISABLED_Transports, ProxyWithoutCredentialsIsReported) {
+TEST_F(Transports, ProxyWithoutCredentialsIsReported) {
   ConnectProxy proxy(with_credentials());
   auto device = enroll();
   device->write_config("[proxy]\nurl = \"" + proxy.url() + "\"\n");
@@ -134,7 +131,7 @@ TEST_F(DISABLED_Transports, ProxyWithoutCredentialsIsReported) {
   EXPECT_FALSE(device->has_state());
 }
 
-TEST_F(DISABLED_Transports, HttpsProxyFromTheEnvironment) {
+TEST_F(Transports, HttpsProxyFromTheEnvironment) {
   ConnectProxy proxy;
   auto device = enroll();
   const RunResult r = run_with_env(*device, {{"https_proxy", proxy.url()}});
@@ -149,7 +146,7 @@ TEST_F(DISABLED_Transports, HttpsProxyFromTheEnvironment) {
   EXPECT_EQ(proxy.tunnels(), before);
 }
 
-TEST_F(DISABLED_Transports, EmptyProxyUrlOverridesTheEnvironment) {
+TEST_F(Transports, EmptyProxyUrlOverridesTheEnvironment) {
   ConnectProxy proxy;
   auto device = enroll();
   device->write_config("[proxy]\nurl = \"\"\n");
@@ -158,7 +155,7 @@ TEST_F(DISABLED_Transports, EmptyProxyUrlOverridesTheEnvironment) {
   EXPECT_EQ(proxy.tunnels(), 0);
 }
 
-TEST_F(DISABLED_Transports, AutoFallsBackWhenMqttPortIsClosed) {
+TEST_F(Transports, AutoFallsBackWhenMqttPortIsClosed) {
   auto device = enroll();
   const std::uint16_t closed = free_port();  // nothing listens there
   device->write_config(
@@ -169,7 +166,7 @@ TEST_F(DISABLED_Transports, AutoFallsBackWhenMqttPortIsClosed) {
   EXPECT_EQ(device->state().value("transport", ""), "mqtt-ws");
 }
 
-TEST_F(DISABLED_Transports, AutoRemembersWebSocketAfterASilentMqttPort) {
+TEST_F(Transports, AutoRemembersWebSocketAfterASilentMqttPort) {
   // A listener with a full accept queue: further SYNs are dropped, as by a firewall.
   const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in address{};
