@@ -43,24 +43,6 @@ struct MessageDeleter {
 };
 using MessagePtr = std::unique_ptr<sd_bus_message, MessageDeleter>;
 
-// Own copy rather than app::to_string: that one lives in daemon.cpp, and this adapter is also
-// linked into tests without the daemon.
-const char* state_name(ProvisioningState state) {
-  switch (state) {
-    case ProvisioningState::Unprovisioned:
-      return "unprovisioned";
-    case ProvisioningState::Provisioning:
-      return "provisioning";
-    case ProvisioningState::Provisioned:
-      return "provisioned";
-    case ProvisioningState::Retrying:
-      return "retrying";
-    case ProvisioningState::Failed:
-      return "failed";
-  }
-  return "unprovisioned";
-}
-
 using Value = std::variant<std::string, std::uint32_t, std::uint64_t>;
 
 // The one place that maps the model to property values: getters and change detection both use
@@ -76,7 +58,7 @@ const std::string& hub(const StatusModel& s) {
 }
 
 const Property kProperties[] = {
-    {"State", [](const StatusModel& s) -> Value { return std::string(state_name(s.state)); }},
+    {"State", [](const StatusModel& s) -> Value { return std::string(to_string(s.state)); }},
     {"AssignedHub", [](const StatusModel& s) -> Value { return hub(s); }},
     {"DeviceId",
      [](const StatusModel& s) -> Value {
@@ -326,7 +308,7 @@ class SdBusService final : public BusService {
     const auto info = control_.connection_info();
     if (!info) {
       sd_bus_reply_method_errorf(call, kNotProvisioned, "dpsd has no assignment yet (State=%s)",
-                                 state_name(control_.status().state));
+                                 to_string(control_.status().state));
       return;
     }
     io::log_info("D-Bus: connection info handed to uid " + std::to_string(uid));
@@ -392,6 +374,22 @@ Expected<std::unique_ptr<BusService>> BusService::create(sd_event* event,
   auto service = std::make_unique<SdBusService>(control);
   if (auto started = service->start(event); !started) return Error{started.error()};
   return std::unique_ptr<BusService>(std::move(service));
+}
+
+const char* to_string(ProvisioningState state) {
+  switch (state) {
+    case ProvisioningState::Unprovisioned:
+      return "unprovisioned";
+    case ProvisioningState::Provisioning:
+      return "provisioning";
+    case ProvisioningState::Provisioned:
+      return "provisioned";
+    case ProvisioningState::Retrying:
+      return "retrying";
+    case ProvisioningState::Failed:
+      return "failed";
+  }
+  return "unprovisioned";
 }
 
 }  // namespace dpsd::app

@@ -93,22 +93,6 @@ const char* Daemon::attestation_name() const {
   return config_.method == core::AttestationMethod::X509 ? "x509" : "symmetric_key";
 }
 
-const char* to_string(ProvisioningState state) {
-  switch (state) {
-    case ProvisioningState::Unprovisioned:
-      return "unprovisioned";
-    case ProvisioningState::Provisioning:
-      return "provisioning";
-    case ProvisioningState::Provisioned:
-      return "provisioned";
-    case ProvisioningState::Retrying:
-      return "retrying";
-    case ProvisioningState::Failed:
-      return "failed";
-  }
-  return "unprovisioned";
-}
-
 Daemon::Daemon(core::Config config, Options options)
     : config_(std::move(config)),
       options_(std::move(options)),

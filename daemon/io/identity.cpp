@@ -19,6 +19,8 @@
 #include <cstring>
 #include <ctime>
 
+#include "io/openssl_error.hpp"
+
 namespace dpsd::io {
 
 namespace {
@@ -44,23 +46,6 @@ class Fd {
  private:
   int fd_;
 };
-
-// The earliest queued error is the root cause; later ones only name the layers above it.
-std::string openssl_reason() {
-  const unsigned long code = ERR_peek_error();
-  std::string text;
-  if (code == 0) {
-    text = "unknown OpenSSL error";
-  } else if (ERR_SYSTEM_ERROR(code)) {
-    text = std::strerror(ERR_GET_REASON(code));
-  } else if (const char* reason = ERR_reason_error_string(code)) {
-    text = reason;
-  } else {
-    text = "OpenSSL error " + std::to_string(code);
-  }
-  ERR_clear_error();
-  return text;
-}
 
 std::string mode_text(mode_t mode) {
   std::array<char, 8> text{};

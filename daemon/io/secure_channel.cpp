@@ -23,6 +23,7 @@
 #include "core/websocket.hpp"
 #include "io/dns_resolver.hpp"
 #include "io/event_loop.hpp"
+#include "io/openssl_error.hpp"
 #include "io/unique_fd.hpp"
 
 namespace dpsd::io {
@@ -41,25 +42,6 @@ std::string errno_text(int err) {
 
 bool would_block(int err) {
   return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
-}
-
-// The earliest queued error is the root cause; later ones only name the layers above it.
-std::string openssl_reason() {
-  const unsigned long code = ERR_peek_error();
-  std::string text;
-  if (code == 0) {
-    text = "unknown error";
-  } else if (ERR_SYSTEM_ERROR(code)) {
-    // A failed system call (fopen of the bundle, say): the reason field holds errno, and
-    // OpenSSL 3 has no string for it.
-    text = std::strerror(ERR_GET_REASON(code));
-  } else if (const char* reason = ERR_reason_error_string(code)) {
-    text = reason;
-  } else {
-    text = "OpenSSL error " + std::to_string(code);
-  }
-  ERR_clear_error();
-  return text;
 }
 
 // --- A socket BIO that cannot raise SIGPIPE --------------------------------------------------

@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "io/unique_fd.hpp"
+
 namespace dpsd::io {
 namespace {
 
@@ -22,35 +24,6 @@ namespace fs = std::filesystem;
 // The state file is a few hundred bytes; anything much larger is not ours and is not worth
 // reading into memory.
 constexpr off_t kMaxStateFileSize = 1 << 20;
-
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd = -1) : fd_(fd) {}
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) reset(std::exchange(other.fd_, -1));
-    return *this;
-  }
-  ~UniqueFd() { reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-  // Closes now and reports close()'s error: on some filesystems (NFS, FUSE) a deferred write
-  // error only surfaces here, and the file must not be renamed into place if it did.
-  int close_checked() {
-    const int rc = ::close(std::exchange(fd_, -1));
-    return rc == 0 ? 0 : errno;
-  }
-
- private:
-  int fd_;
-};
 
 // Unlinks the temp file when it goes out of scope, unless it was renamed into place; so every
 // early return below leaves nothing behind.

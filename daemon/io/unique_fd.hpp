@@ -2,6 +2,7 @@
 // An owned file descriptor: closed exactly once, when the owner goes away or is reset.
 #include <unistd.h>
 
+#include <cerrno>
 #include <utility>
 
 namespace dpsd::io {
@@ -25,6 +26,12 @@ class UniqueFd {
   void reset(int fd = -1) {
     if (fd_ >= 0) ::close(fd_);
     fd_ = fd;
+  }
+  // Closes now and reports close()'s error: on some filesystems (NFS, FUSE) a deferred write
+  // error only surfaces here, and a file must not be renamed into place if it did.
+  int close_checked() {
+    const int rc = ::close(std::exchange(fd_, -1));
+    return rc == 0 ? 0 : errno;
   }
 
  private:

@@ -5,8 +5,10 @@
 #include <openssl/rand.h>
 #include <sys/stat.h>
 
+#include <cctype>
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -25,6 +27,24 @@ inline std::string random_key() {
   RAND_bytes(bytes.data(), static_cast<int>(bytes.size()));
   return core::base64_encode(bytes);
 }
+
+// A registration id unique to the running test: prefix + test name, lower case, every other
+// character a '-' (DPS allows only lowercase alnum and - . _ :).
+inline std::string regid_for_this_test(const std::string& prefix, const std::string& suffix = "") {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string regid = prefix + info->name() + suffix;
+  for (auto& c : regid) {
+    c = std::isalnum(static_cast<unsigned char>(c))
+            ? static_cast<char>(std::tolower(static_cast<unsigned char>(c)))
+            : '-';
+  }
+  return regid;
+}
+
+// A device enrolled individually at the emulator with the given scenario.
+class Device;
+std::unique_ptr<Device> enroll_device(DpsEmulator& emulator, const std::string& regid,
+                                      nlohmann::json scenario);
 
 struct RunResult {
   int exit_code = -1;
@@ -107,6 +127,13 @@ class Device {
   std::string key_;
   TempDir dir_{"dpsd-device"};
 };
+
+inline std::unique_ptr<Device> enroll_device(DpsEmulator& emulator, const std::string& regid,
+                                             nlohmann::json scenario) {
+  auto device = std::make_unique<Device>(emulator, regid);
+  emulator.set_device(regid, device->key(), std::move(scenario));
+  return device;
+}
 
 inline std::string describe(const RunResult& r) {
   return "exit " + std::to_string(r.exit_code) + " after " + std::to_string(r.took.count()) +

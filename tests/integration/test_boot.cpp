@@ -91,16 +91,7 @@ class Boot : public ::testing::Test {
   DpsEmulator& emulator() { return *emulator_; }
 
   std::unique_ptr<Device> enroll(json scenario = json::object(), const std::string& suffix = "") {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string regid = std::string("boot-") + info->name() + suffix;
-    for (auto& c : regid) {
-      c = std::isalnum(static_cast<unsigned char>(c))
-              ? static_cast<char>(std::tolower(static_cast<unsigned char>(c)))
-              : '-';
-    }
-    auto device = std::make_unique<Device>(emulator(), regid);
-    emulator().set_device(regid, device->key(), std::move(scenario));
-    return device;
+    return enroll_device(emulator(), regid_for_this_test("boot-", suffix), std::move(scenario));
   }
 
   // Starts the daemon (no --once, no bus) with a test notify socket.

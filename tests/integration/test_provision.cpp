@@ -24,16 +24,7 @@ class Provision : public ::testing::Test {
 
   // A device enrolled individually with the given scenario; regid unique per test.
   std::unique_ptr<Device> enroll(json scenario = json::object(), const std::string& suffix = "") {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string regid = std::string("it-") + info->name() + suffix;
-    for (auto& c : regid) {
-      c = std::isalnum(static_cast<unsigned char>(c))
-              ? static_cast<char>(std::tolower(static_cast<unsigned char>(c)))
-              : '-';
-    }
-    auto device = std::make_unique<Device>(emulator(), regid);
-    emulator().set_device(regid, device->key(), std::move(scenario));
-    return device;
+    return enroll_device(emulator(), regid_for_this_test("it-", suffix), std::move(scenario));
   }
 
   // Provisions once with the normal scenario so a good state exists; returns its bytes.
