@@ -262,9 +262,12 @@ class SdBusService final : public BusService {
                                  "org.freedesktop.DBus", "GetConnectionCredentials", on_credentials,
                                  pending.get(), "s", sd_bus_message_get_sender(m));
     if (r < 0) return r;  // sd-bus replies with an error derived from r
-    sd_bus_slot_set_destroy_callback(slot, [](void* p) { delete static_cast<PendingCall*>(p); });
-    pending.release();  // now owned by the slot (destroy callback above)
-    sd_bus_slot_set_floating(slot, 1);
+    (void)sd_bus_slot_set_destroy_callback(slot, [](void* p) {
+      const std::unique_ptr<PendingCall> owned(static_cast<PendingCall*>(p));
+    });
+    // Now owned by the slot: its destroy callback above frees it.
+    [[maybe_unused]] PendingCall* handed_over = pending.release();
+    (void)sd_bus_slot_set_floating(slot, 1);
     sd_bus_slot_unref(slot);  // the floating slot is kept by the bus until the reply came
     return 1;
   }

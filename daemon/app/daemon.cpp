@@ -37,7 +37,7 @@ const char* enrollment_name(core::Enrollment enrollment) {
 
 std::string seconds_text(milliseconds delay) {
   char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.3f s", static_cast<double>(delay.count()) / 1000.0);
+  (void)std::snprintf(buffer, sizeof buffer, "%.3f s", static_cast<double>(delay.count()) / 1000.0);
   return buffer;
 }
 
@@ -46,7 +46,7 @@ std::string utc_text(std::int64_t unix_seconds) {
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  (void)std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buffer;
 }
 
@@ -235,7 +235,7 @@ bool Daemon::prepare_identity() {
 int Daemon::run() {
   started_ = std::chrono::steady_clock::now();
   // A peer closing the TLS socket must not kill the daemon.
-  ::signal(SIGPIPE, SIG_IGN);
+  (void)::signal(SIGPIPE, SIG_IGN);
   sigset_t mask;
   sigemptyset(&mask);
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, sig);

@@ -165,7 +165,7 @@ std::string build_connect_request(const ProxyUrl& proxy, std::string_view target
   return out;
 }
 
-ConnectResponseParser::State ConnectResponseParser::fail(std::string message) {
+ConnectResponseParser::State ConnectResponseParser::fail(const std::string& message) {
   error_ = "proxy: " + proxy_name_ + ": " + message;
   state_ = State::Failed;
   return state_;

@@ -40,7 +40,7 @@ std::string build_connect_request(const ProxyUrl& proxy, std::string_view target
 class ConnectResponseParser {
  public:
   enum class State { NeedMore, Done, Failed };
-  static constexpr std::size_t kMaxHeaderBytes = 16 * 1024;
+  static constexpr std::size_t kMaxHeaderBytes = std::size_t{16} * 1024;
 
   // proxy_name is "host:port" of the proxy, used in errors.
   explicit ConnectResponseParser(std::string proxy_name) : proxy_name_(std::move(proxy_name)) {}
@@ -52,7 +52,7 @@ class ConnectResponseParser {
   const std::string& leftover() const { return leftover_; }
 
  private:
-  State fail(std::string message);
+  State fail(const std::string& message);
 
   std::string proxy_name_;
   std::string buffer_;

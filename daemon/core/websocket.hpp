@@ -32,7 +32,7 @@ std::string build_upgrade_request(const UpgradeRequest& request);
 class UpgradeResponseParser {
  public:
   enum class State { NeedMore, Done, Failed };
-  static constexpr std::size_t kMaxHeaderBytes = 16 * 1024;
+  static constexpr std::size_t kMaxHeaderBytes = std::size_t{16} * 1024;
 
   UpgradeResponseParser(std::string key, std::string subprotocol);
   // Feeds n bytes; returns Done once the headers are complete and valid, Failed with error().
@@ -76,7 +76,7 @@ void encode_frame(Opcode opcode, std::string_view payload, const std::array<std:
 // of a fragmented message's frames.
 class FrameDecoder {
  public:
-  static constexpr std::size_t kDefaultMaxMessage = 1024 * 1024;
+  static constexpr std::size_t kDefaultMaxMessage = std::size_t{1024} * 1024;
 
   struct Events {
     std::string data;                 // payload bytes of completed data frames, in order

@@ -26,7 +26,7 @@ namespace dpsd::io {
 namespace {
 
 // A certificate chain or a PEM key is a few KiB; this bounds a read of a wrong path.
-constexpr std::size_t kMaxSecretSize = 64 * 1024;
+constexpr std::size_t kMaxSecretSize = std::size_t{64} * 1024;
 
 struct BioDeleter {
   void operator()(BIO* bio) const { BIO_free(bio); }

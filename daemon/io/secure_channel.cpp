@@ -114,7 +114,7 @@ using SslPtr = std::unique_ptr<SSL, SslDeleter>;
 // (we stop reading the other side) instead of growing memory.
 class RelayBuffer {
  public:
-  static constexpr std::size_t kCapacity = 16 * 1024;
+  static constexpr std::size_t kCapacity = std::size_t{16} * 1024;
 
   bool empty() const { return begin_ == end_; }
   bool full() const { return begin_ == 0 && end_ == kCapacity; }
@@ -167,8 +167,8 @@ std::array<std::uint8_t, N> random_bytes() {
 
 // Bounds on what the WebSocket relay holds: bytes waiting for TLS, and unwrapped bytes waiting
 // for libmosquitto. Beyond them, the other side is not read (back-pressure, as RelayBuffer).
-constexpr std::size_t kWsWireHighWater = 64 * 1024;
-constexpr std::size_t kWsDownHighWater = 16 * 1024;
+constexpr std::size_t kWsWireHighWater = std::size_t{64} * 1024;
+constexpr std::size_t kWsDownHighWater = std::size_t{16} * 1024;
 
 }  // namespace
 
@@ -212,7 +212,7 @@ struct SecureChannel::Impl {
   void start();
   void begin_connect();
   bool may_fall_back() const;
-  void fall_back(std::string reason);
+  void fall_back(const std::string& reason);
   void fail_connect(std::string reason);
   void proxy_step();
   void begin_ws_upgrade();
@@ -343,7 +343,7 @@ bool SecureChannel::Impl::may_fall_back() const {
 // Auto: 8883 could not be reached (refused, silently dropped, or the proxy would not CONNECT
 // to it). Port 443 is what restrictive networks leave open, so try WebSocket there. Only
 // failures before TLS count: a TLS or MQTT failure on 8883 would repeat on 443.
-void SecureChannel::Impl::fall_back(std::string reason) {
+void SecureChannel::Impl::fall_back(const std::string& reason) {
   first_try_error = std::to_string(current_port) + ": " + reason;
   connect_timer.cancel();
   dns.reset();
@@ -357,7 +357,7 @@ void SecureChannel::Impl::fall_back(std::string reason) {
 }
 
 void SecureChannel::Impl::fail_connect(std::string reason) {
-  if (may_fall_back()) return fall_back(std::move(reason));
+  if (may_fall_back()) return fall_back(reason);
   close(std::move(reason));
 }
 
@@ -802,7 +802,7 @@ void SecureChannel::Impl::pump() {
 // pump() for WebSocket: client bytes become one masked binary frame per read (MQTT does not
 // care where frames end), server frames are unwrapped, and control frames are answered.
 void SecureChannel::Impl::pump_ws() {
-  std::array<char, 16 * 1024> buffer{};
+  std::array<char, std::size_t{16} * 1024> buffer{};
   for (bool progress = true; progress;) {
     progress = false;
 
