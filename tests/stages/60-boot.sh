@@ -10,6 +10,8 @@
 #    busctl State=provisioned (Source=dps) within a bounded time, the example consumer
 #    (After=dps-provisioned.target) started after dpsd-wait-provisioned.service finished and saw
 #    IOTHUB_HOSTNAME; then it powers the container off;
+#  - in boot 1, under the running systemd: dpkg -i again restarts dpsd (new MainPID), which
+#    serves the kept state from cache without rewriting it;
 #  - dpkg -i again (the upgrade path): state, edited conffile, drop-in and key kept;
 #  - boot 2, emulator stopped: provisioned from cache (Source=cache), consumer as above;
 #  - dpkg --purge removes every file the package installed, /etc/dpsd and /var/lib/dpsd.
@@ -174,6 +176,28 @@ say TARGET_ACTIVE "$(systemctl is-active dps-provisioned.target)"
   journalctl -b --no-pager -u dpsd.service -u dpsd-wait-provisioned.service -u iothub-consumer.service
   systemctl --failed --no-pager
 } >/results/boot-$BOOT.journal 2>&1
+if [ "$BOOT" = 1 ]; then
+  # The upgrade path under a running systemd: postinst must restart dpsd (try-restart) and the
+  # restarted daemon must serve the kept state without rewriting it.
+  old_pid=$(systemctl show -P MainPID dpsd.service)
+  sum_before=$(sha256sum /var/lib/dpsd/state.json | cut -d' ' -f1)
+  DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold /root/dpsd.deb >/results/upgrade-live.log 2>&1
+  say UPGRADE_DPKG "$?"
+  restarted=0
+  i=0
+  while [ $i -lt 300 ]; do   # 30 s, bounded
+    new_pid=$(systemctl show -P MainPID dpsd.service)
+    if [ "$new_pid" != 0 ] && [ "$new_pid" != "$old_pid" ] && \
+       busctl get-property io.dpsd.Provisioning1 /io/dpsd/Provisioning1 io.dpsd.Provisioning1 State 2>/dev/null | grep -q provisioned; then
+      restarted=1; break
+    fi
+    sleep 0.1; i=$((i + 1))
+  done
+  say UPGRADE_RESTARTED "$restarted"
+  say UPGRADE_SOURCE "$(busctl get-property io.dpsd.Provisioning1 /io/dpsd/Provisioning1 io.dpsd.Provisioning1 Source 2>/dev/null | sed -E 's/^s "(.*)"$/\1/')"
+  sum_after=$(sha256sum /var/lib/dpsd/state.json | cut -d' ' -f1)
+  say UPGRADE_STATE_SAME "$([ "$sum_before" = "$sum_after" ] && echo 1 || echo 0)"
+fi
 say DONE 1
 systemctl --no-block poweroff
 SH
@@ -229,6 +253,10 @@ assert_boot() {  # assert_boot N SOURCE
 echo "--- boot 1: DPS emulator up"
 boot 1
 assert_boot 1 dps
+check "upgrade under systemd: dpkg -i of the package succeeded" test "$(value 1 UPGRADE_DPKG)" = 0
+check "upgrade under systemd: postinst restarted dpsd (new MainPID, provisioned)" test "$(value 1 UPGRADE_RESTARTED)" = 1
+check "upgrade under systemd: restarted dpsd serves the kept state (Source=cache)" test "$(value 1 UPGRADE_SOURCE)" = cache
+check "upgrade under systemd: state.json untouched by the upgrade" test "$(value 1 UPGRADE_STATE_SAME)" = 1
 
 echo "--- reinstall over the provisioned system (the upgrade path): state and edited conffile kept"
 echo "# edited by the operator" >>"$root/etc/dpsd/config.toml"
