@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <string>
 
 #include "dpsd_fixture.hpp"
@@ -23,6 +24,7 @@ class X509 : public ::testing::Test {
   static void SetUpTestSuite() {
     EmulatorOptions options;
     options.x509 = true;
+    options.websocket = true;
     emulator_ = std::make_unique<DpsEmulator>(options);
     // One token per process: a PKCS#11 module keeps its first configuration while loaded.
     token_ = std::make_unique<SoftHsmToken>();
@@ -83,6 +85,16 @@ class X509 : public ::testing::Test {
             "response_timeout = \"5s\"\n[retry]\ninitial = \"200ms\"\nmax = \"1s\"\n" +
             "[paths]\nstate_dir = \"" + (device.dir() / "state").string() + "\"\nruntime_dir = \"" +
             (device.dir() / "run").string() + "\"\n" + extra);
+  }
+
+  // Points the device at the emulator's X.509 WebSocket listener (what 443 is in the field).
+  void use_websocket(const Device& device) const {
+    std::string text = read_file(device.config_path());
+    text = std::regex_replace(
+        text, std::regex("global_endpoint = \"localhost:[0-9]+\""),
+        "global_endpoint = \"localhost:" + std::to_string(emulator_->x509_ws_port()) +
+            "\"\ntransport = \"mqtt-ws\"");
+    write_file(device.config_path(), text);
   }
 
   std::string pkcs11_table() const {
@@ -147,6 +159,21 @@ TEST_F(X509, EmulatorRefusesUnenrolledCertificate) {
 
 // --- dpsd --------------------------------------------------------------------------------------
 
+TEST_F(X509, ProvisionsOverWebSocketOn443StyleListener) {
+  Device device(emulator(), regid());
+  emulator().set_x509_device(device.regid(), {{"name", "immediate"}});
+  const auto cert = emulator().pki().client_cert(device.regid());
+  write_x509_config(device, cert, private_copy(device, cert));
+  use_websocket(device);
+  const RunResult r = device.once();
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_EQ(device.state()["transport"], "mqtt-ws");
+  const auto connects = emulator().events("connect", device.regid());
+  ASSERT_FALSE(connects.empty());
+  EXPECT_EQ(connects.back()["auth"], "ok") << connects.back().dump();
+  EXPECT_EQ(connects.back()["cert_cn"], device.regid()) << connects.back().dump();
+}
+
 TEST_F(X509, ProvisionsWithFileKey) {
   Device device(emulator(), regid());
   emulator().set_x509_device(device.regid(), {{"name", "normal"}, {"polls", 1}});
@@ -173,6 +200,22 @@ TEST_F(X509, ProvisionsWithSoftHsmKey) {
   const RunResult r = device.once();
   ASSERT_EQ(r.exit_code, 0) << describe(r);
   EXPECT_EQ(emulator().events("connect", device.regid()).back()["auth"], "ok");
+}
+
+TEST_F(X509, ProvisionsWithSoftHsmKeyOverWebSocket) {
+  Device device(emulator(), regid());
+  emulator().set_x509_device(device.regid(), {{"name", "immediate"}});
+  const auto cert = emulator().pki().client_cert(device.regid());
+  token().import_key(cert.key, device.regid(), "0b");
+  write_x509_config(device, cert, "pkcs11:token=t;object=" + device.regid() + ";type=private",
+                    pkcs11_table());
+  use_websocket(device);
+  const RunResult r = device.once();
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_EQ(device.state()["transport"], "mqtt-ws");
+  const auto connect = emulator().events("connect", device.regid()).back();
+  EXPECT_EQ(connect["auth"], "ok") << connect.dump();
+  EXPECT_EQ(connect["cert_cn"], device.regid());
 }
 
 TEST_F(X509, CheckConfigRefusesCnOtherThanRegistrationId) {

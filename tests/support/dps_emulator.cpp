@@ -56,6 +56,7 @@ DpsEmulator::DpsEmulator(EmulatorOptions opts) : opts_(std::move(opts)), extra_(
   port_ = free_port();
   if (opts_.x509) x509_port_ = free_port();
   if (opts_.websocket) ws_port_ = free_port();
+  if (opts_.x509 && opts_.websocket) x509_ws_port_ = free_port();
   write_devices();
   write_config();
   start();
@@ -103,6 +104,19 @@ void DpsEmulator::write_config() const {
   if (x509_port_ != 0) {
     // The broker verifies the chain; the plugin checks CN == registration id.
     c << "listener " << x509_port_ << " 127.0.0.1\n"
+      << "max_qos 1\n"
+      << "cafile " << pki_->ca_path().string() << "\n"
+      << "certfile " << pki_->server_cert().string() << "\n"
+      << "keyfile " << pki_->server_key().string() << "\n"
+      << "tls_version tlsv1.2\n"
+      << "require_certificate true\n"
+      << "use_identity_as_username false\n";
+  }
+  if (x509_ws_port_ != 0) {
+    // X.509 devices behind a 443-only firewall: WebSocket over TLS with a client certificate.
+    c << "listener " << x509_ws_port_ << " 127.0.0.1\n"
+      << "protocol websockets\n"
+      << "socket_domain ipv4\n"
       << "max_qos 1\n"
       << "cafile " << pki_->ca_path().string() << "\n"
       << "certfile " << pki_->server_cert().string() << "\n"

@@ -69,6 +69,8 @@ class DpsEmulator {
   std::uint16_t port() const { return port_; }            // MQTT over TLS on 127.0.0.1
   std::uint16_t ws_port() const { return ws_port_; }      // 0 unless options.websocket
   std::uint16_t x509_port() const { return x509_port_; }  // 0 unless options.x509
+  // WebSocket with a client certificate required; 0 unless options.x509 and options.websocket.
+  std::uint16_t x509_ws_port() const { return x509_ws_port_; }
   std::string host() const { return "localhost"; }
   std::filesystem::path ca_path() const { return pki_->ca_path(); }
   const TestPki& pki() const { return *pki_; }
@@ -125,6 +127,7 @@ class DpsEmulator {
   std::unique_ptr<TestPki> pki_;
   std::uint16_t port_ = 0;
   std::uint16_t x509_port_ = 0;
+  std::uint16_t x509_ws_port_ = 0;
   std::uint16_t ws_port_ = 0;
   nlohmann::json extra_;
   std::unique_ptr<Process> broker_;
