@@ -81,50 +81,26 @@ void DpsEmulator::write_config() const {
     << "connection_messages true\n"
     << "plugin " << opts_.plugin_path << "\n"
     << "plugin_opt_devices " << devices_path().string() << "\n"
-    << "plugin_opt_log " << log_path().string() << "\n"
-    << "listener " << port_
-    << " 127.0.0.1\n"
-    // DPS grants at most QoS 1 (dps-protocol.md section 3).
-    << "max_qos 1\n"
-    << "cafile " << pki_->ca_path().string() << "\n"
-    << "certfile " << pki_->server_cert().string() << "\n"
-    << "keyfile " << pki_->server_key().string() << "\n"
-    << "tls_version tlsv1.2\n";
-  if (ws_port_ != 0) {
+    << "plugin_opt_log " << log_path().string() << "\n";
+  // Every listener: loopback only, TLS from the test PKI, and QoS at most 1 as DPS grants
+  // (dps-protocol.md section 3).
+  const auto listener = [&](std::uint16_t port, bool websocket, bool client_certificate) {
+    c << "listener " << port << " 127.0.0.1\n";
     // socket_domain: without it a WebSocket listener binds every interface, not just loopback.
-    c << "listener " << ws_port_ << " 127.0.0.1\n"
-      << "protocol websockets\n"
-      << "socket_domain ipv4\n"
-      << "max_qos 1\n"
+    if (websocket) c << "protocol websockets\nsocket_domain ipv4\n";
+    c << "max_qos 1\n"
       << "cafile " << pki_->ca_path().string() << "\n"
       << "certfile " << pki_->server_cert().string() << "\n"
       << "keyfile " << pki_->server_key().string() << "\n"
       << "tls_version tlsv1.2\n";
-  }
-  if (x509_port_ != 0) {
     // The broker verifies the chain; the plugin checks CN == registration id.
-    c << "listener " << x509_port_ << " 127.0.0.1\n"
-      << "max_qos 1\n"
-      << "cafile " << pki_->ca_path().string() << "\n"
-      << "certfile " << pki_->server_cert().string() << "\n"
-      << "keyfile " << pki_->server_key().string() << "\n"
-      << "tls_version tlsv1.2\n"
-      << "require_certificate true\n"
-      << "use_identity_as_username false\n";
-  }
-  if (x509_ws_port_ != 0) {
-    // X.509 devices behind a 443-only firewall: WebSocket over TLS with a client certificate.
-    c << "listener " << x509_ws_port_ << " 127.0.0.1\n"
-      << "protocol websockets\n"
-      << "socket_domain ipv4\n"
-      << "max_qos 1\n"
-      << "cafile " << pki_->ca_path().string() << "\n"
-      << "certfile " << pki_->server_cert().string() << "\n"
-      << "keyfile " << pki_->server_key().string() << "\n"
-      << "tls_version tlsv1.2\n"
-      << "require_certificate true\n"
-      << "use_identity_as_username false\n";
-  }
+    if (client_certificate) c << "require_certificate true\nuse_identity_as_username false\n";
+  };
+  listener(port_, false, false);
+  if (ws_port_ != 0) listener(ws_port_, true, false);
+  if (x509_port_ != 0) listener(x509_port_, false, true);
+  // X.509 devices behind a 443-only firewall: WebSocket over TLS with a client certificate.
+  if (x509_ws_port_ != 0) listener(x509_ws_port_, true, true);
   write_file(config_path(), c.str(), 0600);
 }
 
