@@ -300,7 +300,7 @@ class SdBusService final : public BusService {
       // Reply first: the caller learns the outcome from PropertiesChanged, which it may only
       // start trusting once the call returned.
       sd_bus_reply_method_return(call, "");
-      self.control_.reprovision();
+      (void)self.control_.reprovision();
     } else {
       self.reply_connection_info(call, creds.uid);
     }

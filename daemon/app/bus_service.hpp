@@ -49,8 +49,11 @@ class ProvisioningControl {
  public:
   virtual ~ProvisioningControl() = default;
   virtual const StatusModel& status() const = 0;
-  // Starts a fresh registration now unless one is running; returns at once.
-  virtual void reprovision() = 0;
+  // Asks for a fresh registration and returns at once with the CLOCK_REALTIME µs at which it
+  // runs. Calls coalesce: while a registration runs, the call joins it (its start time is
+  // returned); within the minimum interval after the last caller-started registration, one
+  // registration is scheduled for the end of the interval and every call returns that time.
+  virtual std::uint64_t reprovision() = 0;
   // Empty when not provisioned.
   virtual std::optional<ConnectionInfo> connection_info() const = 0;
 };

@@ -390,11 +390,12 @@ void Daemon::start_attempt() {
   attempt_->start();
 }
 
-void Daemon::reprovision() {
-  if (attempt_) return;  // one is running: its outcome is the answer
+std::uint64_t Daemon::reprovision() {
+  if (attempt_) return status_.last_attempt_usec;  // one is running: its outcome is the answer
   io::log_notice("re-provisioning on request");
   backoff_.reset();
   start_attempt();
+  return realtime_usec();
 }
 
 std::optional<ConnectionInfo> Daemon::connection_info() const {

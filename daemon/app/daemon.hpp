@@ -51,7 +51,7 @@ class Daemon final : public ProvisioningControl {
 
   // ProvisioningControl
   const StatusModel& status() const override { return status_; }
-  void reprovision() override;
+  std::uint64_t reprovision() override;
   std::optional<ConnectionInfo> connection_info() const override;
 
  private:
