@@ -1,6 +1,7 @@
 #include "core/config.hpp"
 
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <sys/stat.h>
 #include <toml++/toml.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -16,6 +18,8 @@
 #include <set>
 #include <system_error>
 #include <variant>
+
+#include "core/regular_file.hpp"
 
 namespace dpsd::core {
 
@@ -52,11 +56,8 @@ std::string format_duration(milliseconds value) {
   return out;
 }
 
-bool is_lower_alnum(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
 bool is_alnum(char c) {
-  return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 bool is_hex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
@@ -122,7 +123,13 @@ Reason check_id_scope(std::string_view text) {
   return std::nullopt;
 }
 
-// DPS: lowercase alphanumerics and - . _ : , at most 128 characters.
+// DPS's rule, as Microsoft documents it (learn.microsoft.com/azure/iot-dps/concepts-service,
+// "Registration ID", and every enrollment how-to): "The registration ID is a case-insensitive
+// string (up to 128 characters long) of alphanumeric characters plus the special characters:
+// '-', '.', '_', ':'. The last character must be alphanumeric or dash ('-')." The document says
+// nothing about the first character, so neither does this check: a leading '-' is accepted.
+// Upper case is accepted too (the id is case-insensitive; the SDK samples use
+// "myRegistrationId").
 Reason check_registration_id(std::string_view text) {
   if (text.empty()) return "must not be empty";
   if (text.size() > 128) {
@@ -130,13 +137,17 @@ Reason check_registration_id(std::string_view text) {
   }
   for (std::size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
-    if (!is_lower_alnum(c) && c != '-' && c != '.' && c != '_' && c != ':') {
+    if (!is_alnum(c) && c != '-' && c != '.' && c != '_' && c != ':') {
       const bool printable = c >= 0x21 && c <= 0x7e;
       const std::string shown =
           printable ? std::string("'") + c + "'" : std::string("a space or non-ASCII character");
-      return "may contain only lowercase letters, digits and - . _ : (found " + shown +
-             " at position " + std::to_string(i + 1) + ")";
+      return "may contain only letters, digits and - . _ : (found " + shown + " at position " +
+             std::to_string(i + 1) + ")";
     }
+  }
+  const char last = text.back();
+  if (!is_alnum(last) && last != '-') {
+    return std::string("must end with a letter, a digit or '-' (DPS's rule), not '") + last + "'";
   }
   return std::nullopt;
 }
@@ -224,7 +235,7 @@ const std::array<std::string_view, 8> kTables{
     "proxy",
 };
 
-const std::array<Leaf, 28> kLeaves{{
+const std::array<Leaf, 29> kLeaves{{
     {"provisioning", "reprovision_on_start",
      [](Config& c, const toml::node& n) -> Reason {
        const auto text = string_of(n);
@@ -426,6 +437,21 @@ const std::array<Leaf, 28> kLeaves{{
        c.proxy = std::move(*url);
        return std::nullopt;
      }},
+    // Where the proxy's user:password is: a file with a key file's rules, or a systemd
+    // credential. Read by load_config(), which fills proxy->user/password from it.
+    {"proxy", "credentials",
+     [](Config& c, const toml::node& n) -> Reason {
+       const auto text = string_of(n);
+       if (!text) return std::string(kMustBeString);
+       if (text->empty()) {
+         c.proxy_credentials_uri.reset();
+         return std::nullopt;
+       }
+       auto uri = parse_key_uri(*text);
+       if (!uri) return uri.error();
+       c.proxy_credentials_uri = std::string(*text);
+       return std::nullopt;
+     }},
     {"paths", "state_dir", [](Config& c, const toml::node& n) { return set_path(c.state_dir, n); }},
     {"paths", "runtime_dir",
      [](Config& c, const toml::node& n) { return set_path(c.runtime_dir, n); }},
@@ -446,8 +472,8 @@ constexpr std::array<Required, 3> kRequired{{
      "is required: set it to the ID Scope of your DPS instance (Azure portal, the DPS "
      "resource's Overview page, e.g. \"0ne0012ABCD\")"},
     {"provisioning.registration_id",
-     "is required: set it to this device's registration ID in the DPS enrollment (lowercase "
-     "letters, digits and - . _ :, e.g. \"gateway-0042\")"},
+     "is required: set it to this device's registration ID in the DPS enrollment (letters, "
+     "digits and - . _ :, e.g. \"gateway-0042\")"},
     {"provisioning.attestation.symmetric_key",
      "is required: set it to where the device key is, \"file:///etc/dpsd/keys/device.key\" "
      "or \"credential:NAME\""},
@@ -600,51 +626,141 @@ class Merger {
 };
 
 // ---------------------------------------------------------------------------------------------
-// File reading for load_config(). POSIX calls rather than iostreams so errors carry errno.
+// File reading for load_config(), all through core::open_regular_file (see regular_file.hpp).
 
-constexpr std::size_t kMaxFileSize = 1 << 20;  // bounds a read of a wrong path such as /dev/zero
+// A config file is a few KiB; 1 MiB bounds a read of a wrong path such as a log file.
+constexpr std::size_t kMaxConfigFileSize = std::size_t{1} << 20;
+// payload_file goes into the register request as it is; 64 KiB keeps that request well inside
+// the message sizes DPS works with (its replies are documented up to 96 KB) while being orders
+// of magnitude above any real custom-allocation payload.
+constexpr std::size_t kMaxPayloadFileSize = std::size_t{64} * 1024;
+// "user:password" is a line; 64 KiB only bounds a wrong path.
+constexpr std::size_t kMaxCredentialsFileSize = std::size_t{64} * 1024;
 
-// Returns 0 or an errno value (EFBIG when larger than kMaxFileSize).
-int read_text(const std::filesystem::path& path, std::string& out) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return errno;
-  int error = 0;
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    error = errno;
-  } else if (S_ISDIR(st.st_mode)) {
-    error = EISDIR;
-  } else if (!S_ISREG(st.st_mode)) {
-    error = EINVAL;  // a FIFO or device is never a config file
-  } else {
-    std::array<char, 8192> buffer{};
-    out.clear();
-    for (;;) {
-      const ssize_t n = ::read(fd, buffer.data(), buffer.size());
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        error = errno;
-        break;
-      }
-      if (n == 0) break;
-      out.append(buffer.data(), static_cast<std::size_t>(n));
-      if (out.size() > kMaxFileSize) {
-        error = EFBIG;
-        break;
-      }
-    }
+// The SAX pass of validate_payload_json(): counts depth and stops before the DOM parser could
+// recurse deeper than kMaxPayloadDepth (nlohmann's DOM parser recurses once per level).
+class DepthLimit : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  bool null() override { return true; }
+  bool boolean(bool /*val*/) override { return true; }
+  bool number_integer(number_integer_t /*val*/) override { return true; }
+  bool number_unsigned(number_unsigned_t /*val*/) override { return true; }
+  bool number_float(number_float_t /*val*/, const string_t& /*s*/) override { return true; }
+  bool string(string_t& /*val*/) override { return true; }
+  bool binary(binary_t& /*val*/) override { return true; }
+  bool start_object(std::size_t /*elements*/) override { return enter(); }
+  bool key(string_t& /*val*/) override { return true; }
+  bool end_object() override { return leave(); }
+  bool start_array(std::size_t /*elements*/) override { return enter(); }
+  bool end_array() override { return leave(); }
+  bool parse_error(std::size_t /*position*/, const std::string& /*last_token*/,
+                   const nlohmann::detail::exception& ex) override {
+    error_ = ex.what();
+    return false;
   }
-  ::close(fd);
-  return error;
+  bool too_deep() const { return too_deep_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  bool enter() {
+    if (++depth_ > kMaxPayloadDepth) {
+      too_deep_ = true;
+      return false;
+    }
+    return true;
+  }
+  bool leave() {
+    --depth_;
+    return true;
+  }
+  std::size_t depth_ = 0;
+  bool too_deep_ = false;
+  std::string error_;
+};
+
+const char* json_kind(const nlohmann::json& value) {
+  if (value.is_array()) return "an array";
+  if (value.is_string()) return "a string";
+  if (value.is_boolean()) return "a boolean";
+  if (value.is_number()) return "a number";
+  if (value.is_null()) return "null";
+  return "not an object";
 }
 
-std::string read_error(int error) {
-  if (error == EINVAL) return "cannot read: not a regular file";
-  if (error == EFBIG) return "cannot read: larger than 1 MiB";
-  return std::string("cannot read: ") + std::strerror(error);
+// "user:password" from [proxy] credentials, read with a key file's rules. The content is never
+// echoed in a message.
+Reason read_proxy_credentials(const std::string& uri, proxy::ProxyUrl& proxy) {
+  auto parsed = parse_key_uri(uri);
+  if (!parsed) return parsed.error();
+  std::string path;
+  std::string what;
+  const bool is_file = parsed->kind == KeyUri::Kind::File;
+  if (is_file) {
+    path = parsed->value;
+    what = "file " + path;
+  } else {
+    const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+    if (dir == nullptr || *dir == '\0') {
+      return "credential '" + parsed->value +
+             "' not found: $CREDENTIALS_DIRECTORY is not set (add LoadCredential= or "
+             "SetCredential= to the service)";
+    }
+    path = std::string(dir) + "/" + parsed->value;
+    what = "credential '" + parsed->value + "' (" + path + ")";
+  }
+  // Credentials live in a directory systemd made and manages; only plain files are checked
+  // for symlinks and modes, as key files are.
+  auto file = open_regular_file(path, what, !is_file);
+  if (!file) return file.error();
+  if (is_file) {
+    if (auto problem = private_file_problem(file->st, what, path)) return problem;
+  }
+  std::string text;
+  auto read = read_opened_file(*file, kMaxCredentialsFileSize, what, text);
+  const auto wipe = [&text] { OPENSSL_cleanse(text.data(), text.size()); };
+  if (!read) return read.error();
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  const auto colon = text.find(':');
+  if (colon == std::string::npos || colon == 0 || text.find('\n') != std::string::npos) {
+    wipe();
+    return what + " must hold one line, user:password";
+  }
+  proxy.user = text.substr(0, colon);
+  proxy.password = text.substr(colon + 1);
+  wipe();
+  return std::nullopt;
 }
 
 }  // namespace
+
+Expected<std::string> validate_payload_json(std::string_view text) {
+  DepthLimit limit;
+  if (!nlohmann::json::sax_parse(text.begin(), text.end(), &limit)) {
+    if (limit.too_deep()) {
+      return Error{"is nested deeper than " + std::to_string(kMaxPayloadDepth) + " levels"};
+    }
+    // what() starts with "[json.exception.parse_error.101] "; the rest is the useful part.
+    std::string message = limit.error();
+    if (const auto end = message.find("] ");
+        !message.empty() && message.front() == '[' && end != std::string::npos) {
+      message.erase(0, end + 2);
+    }
+    return Error{"is not valid JSON: " + message};
+  }
+  // The SAX pass accepted it, so the DOM parse neither throws nor recurses past the limit.
+  const auto value = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+  if (value.is_discarded()) return Error{"is not valid JSON"};
+  if (!value.is_object()) {
+    return Error{std::string("must hold a JSON object, found ") + json_kind(value)};
+  }
+  return value.dump();
+}
+
+bool same_registration_id(std::string_view a, std::string_view b) {
+  const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
+                                            [&](char x, char y) { return lower(x) == lower(y); });
+}
 
 std::string ConfigProblem::to_string() const {
   if (key.empty()) return file + ": " + reason;
@@ -866,6 +982,34 @@ void check_attestation(Merger& merger, const std::string& main_file, bool syntax
   }
 }
 
+// A proxy password must not sit where every local account can read it, for the same reason a
+// PIN in the config is refused: config files are world-readable (0644) by design.
+void check_proxy(Merger& merger, const std::vector<ConfigDocument>& documents) {
+  const Config& config = merger.config();
+  if (config.proxy && (config.proxy->user || config.proxy->password) &&
+      merger.was_set("proxy.url")) {
+    const std::string& origin = merger.origin("proxy.url");
+    const auto document = std::find_if(documents.begin(), documents.end(),
+                                       [&](const ConfigDocument& d) { return d.name == origin; });
+    if (document == documents.end() || !document->private_file) {
+      merger.problem(origin, "proxy.url",
+                     "credentials in a URL need a config file readable only by its owner (mode "
+                     "0600, or 0640 with group dpsd); or use [proxy] credentials = "
+                     "\"file:///…\" or \"credential:NAME\"");
+    }
+  }
+  if (config.proxy_credentials_uri && merger.is_valid("proxy.credentials")) {
+    const std::string& origin = merger.origin("proxy.credentials");
+    if (!config.proxy) {
+      merger.problem(origin, "proxy.credentials",
+                     "needs [proxy] url (the proxy the credentials are for)");
+    } else if (config.proxy->user || config.proxy->password) {
+      merger.problem(origin, "proxy.credentials",
+                     "set the proxy user and password either in url or in credentials, not both");
+    }
+  }
+}
+
 }  // namespace
 
 ConfigResult parse_config(const std::vector<ConfigDocument>& documents) {
@@ -915,6 +1059,7 @@ ConfigResult parse_config(const std::vector<ConfigDocument>& documents) {
   }
 
   check_attestation(merger, main_file, syntax_errors);
+  check_proxy(merger, documents);
 
   ConfigResult result;
   result.problems = std::move(merger.problems());
@@ -925,15 +1070,29 @@ ConfigResult parse_config(const std::vector<ConfigDocument>& documents) {
 ConfigResult load_config(const std::filesystem::path& main_file) {
   std::vector<ConfigDocument> documents;
   std::vector<ConfigProblem> read_problems;
+  // Reads one config file; a problem names the file, and the message what is wrong with it.
+  const auto read_document = [&read_problems](const std::filesystem::path& path,
+                                              ConfigDocument& document) -> int {
+    int open_errno = 0;
+    auto file = open_regular_file(path.string(), "", false, &open_errno);
+    if (file) {
+      document.private_file = !private_file_problem(file->st, path.string(), path.string());
+      if (auto read = read_opened_file(*file, kMaxConfigFileSize, "", document.text); read) {
+        return 0;
+      } else {
+        read_problems.push_back({document.name, "", read.error()});
+        return -1;
+      }
+    }
+    if (open_errno != ENOENT) read_problems.push_back({document.name, "", file.error()});
+    return open_errno == ENOENT ? ENOENT : -1;
+  };
 
   // A missing main file stands in as an empty document, so required keys are still reported
   // against it (it is where an operator would add them). Whether its absence is itself a
   // problem is decided after parsing: only if the drop-ins did not supply the required keys.
   ConfigDocument main{main_file.string(), ""};
-  const int main_error = read_text(main_file, main.text);
-  const bool main_missing = main_error == ENOENT;
-  if (main_error != 0 && !main_missing)
-    read_problems.push_back({main.name, "", read_error(main_error)});
+  const bool main_missing = read_document(main_file, main) == ENOENT;
   documents.push_back(std::move(main));
 
   const std::filesystem::path dropin_dir = main_file.parent_path() / "config.d";
@@ -947,17 +1106,17 @@ ConfigResult load_config(const std::filesystem::path& main_file) {
     const auto name = it->path().filename().string();
     // Dot files are editor locks and temporaries (".#x.toml"), never real drop-ins.
     if (it->path().extension() != ".toml" || name.front() == '.') continue;
-    std::error_code type_ec;
-    if (it->is_directory(type_ec)) continue;
     dropins.push_back(it->path());
   }
   std::sort(dropins.begin(), dropins.end(), [](const auto& a, const auto& b) {
     return a.filename().string() < b.filename().string();
   });
   for (const auto& path : dropins) {
+    // A directory, FIFO or symlink named *.toml is reported, not skipped: an operator who put
+    // it there meant it as a drop-in and must learn why it is not one.
     ConfigDocument document{path.string(), ""};
-    if (const int error = read_text(path, document.text); error != 0) {
-      read_problems.push_back({document.name, "", read_error(error)});
+    if (const int error = read_document(path, document); error != 0) {
+      if (error == ENOENT) read_problems.push_back({document.name, "", "cannot open: vanished"});
       continue;
     }
     documents.push_back(std::move(document));
@@ -975,29 +1134,37 @@ ConfigResult load_config(const std::filesystem::path& main_file) {
           return p.file == documents.front().name && p.reason.rfind("is required", 0) == 0;
         });
     if (lacks_required) {
-      read_problems.insert(read_problems.begin(), {documents.front().name, "", read_error(ENOENT)});
+      read_problems.insert(read_problems.begin(),
+                           {documents.front().name, "", "cannot open: No such file or directory"});
     }
   }
   result.problems.insert(result.problems.begin(), read_problems.begin(), read_problems.end());
 
   if (result.problems.empty() && result.config && result.config->payload_file) {
-    const auto& path = *result.config->payload_file;
+    const std::string path = result.config->payload_file->string();
     const std::string key = "provisioning.payload_file";
-    std::string text;
-    if (const int error = read_text(path, text); error != 0) {
-      result.problems.push_back({path.string(), key, read_error(error)});
+    auto text = read_regular_file(path, kMaxPayloadFileSize, "");
+    if (!text) {
+      result.problems.push_back({path, key, text.error()});
+    } else if (auto json = validate_payload_json(*text); !json) {
+      result.problems.push_back({path, key, json.error()});
     } else {
-      try {
-        result.config->payload_json = nlohmann::json::parse(text).dump();
-      } catch (const nlohmann::json::parse_error& e) {
-        // what() starts with "[json.exception.parse_error.101] "; the rest is the useful part.
-        std::string message = e.what();
-        if (const auto end = message.find("] ");
-            message.front() == '[' && end != std::string::npos) {
-          message.erase(0, end + 2);
-        }
-        result.problems.push_back({path.string(), key, "is not valid JSON: " + message});
-      }
+      result.config->payload_json = std::move(*json);
+    }
+  }
+  if (result.problems.empty() && result.config && result.config->proxy_credentials_uri) {
+    if (auto reason =
+            read_proxy_credentials(*result.config->proxy_credentials_uri, *result.config->proxy)) {
+      result.problems.push_back({documents.front().name, "proxy.credentials", *reason});
+    }
+  }
+  if (result.problems.empty() && result.config && result.config->trust_bundle) {
+    // Only opened here, not read: OpenSSL reads it when the TLS context is made. A symlink is
+    // fine (distributions link their bundle), a FIFO or directory is not: OpenSSL's fopen() of a
+    // FIFO would block the daemon.
+    const std::string path = result.config->trust_bundle->string();
+    if (auto file = open_regular_file(path, "", true); !file) {
+      result.problems.push_back({path, "tls.trust_bundle", file.error()});
     }
   }
   if (!result.problems.empty()) result.config.reset();

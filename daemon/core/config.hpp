@@ -48,6 +48,10 @@ struct Config {
   // (core::proxy::proxy_from_environment); url = "" means direct, whatever the environment says.
   std::optional<proxy::ProxyUrl> proxy;
   bool proxy_configured = false;
+  // [proxy] credentials: "file:///path" or "credential:NAME" holding "user:password" (one line).
+  // load_config() reads it (key-file rules: regular file, private mode) into proxy->user and
+  // proxy->password, so nothing downstream needs to know where they came from.
+  std::optional<std::string> proxy_credentials_uri;
   // [provisioning.attestation]
   AttestationMethod method = AttestationMethod::SymmetricKey;
   Enrollment enrollment = Enrollment::Individual;
@@ -97,10 +101,25 @@ struct ConfigResult {
 struct ConfigDocument {
   std::string name;  // file path for messages
   std::string text;  // TOML
+  // True when only the owner (and dpsd's own group) can read the file: the one place a proxy
+  // password in [proxy] url is accepted. load_config() sets it from the file's mode.
+  bool private_file = false;
 };
 
 // Pure: merges the documents in order and validates. Does not read payload_file or key files.
 ConfigResult parse_config(const std::vector<ConfigDocument>& documents);
+
+// A payload_file's contents: a JSON object (DPS types DeviceRegistration.payload as an object,
+// models.tsp), nested at most kMaxPayloadDepth deep (checked with a SAX pass before any DOM is
+// built, so a hostile file cannot exhaust the stack). Returns the compact form that goes into the
+// register request; errors say what was found ("must hold a JSON object, found an array").
+constexpr std::size_t kMaxPayloadDepth = 64;
+Expected<std::string> validate_payload_json(std::string_view text);
+
+// Registration IDs are case-insensitive at DPS (learn.microsoft.com/azure/iot-dps/
+// concepts-service, "Registration ID"), so an X.509 certificate's CN matches the configured id
+// when they differ only in ASCII case.
+bool same_registration_id(std::string_view a, std::string_view b);
 
 // Durations: an integer (seconds) or a string such as "250ms", "2s", "5min", "1h".
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
@@ -131,10 +150,14 @@ Expected<Pkcs11Uri> parse_pkcs11_uri(std::string_view uri);
 
 // Reads main_file, then <dir of main_file>/config.d/*.toml in lexical order (other extensions
 // and dot files ignored), parses, then reads payload_file and validates it as JSON into
-// payload_json. A missing main file is reported only when the result lacks required keys (so
-// drop-ins alone may configure the daemon); any other read error is always a problem.
-// It does not look at the key source: core does no key I/O, so the caller runs
-// dpsd::io::check_key_source(config.symmetric_key_uri) itself (as --check-config does).
+// payload_json, reads [proxy] credentials into proxy->user/password, and checks that
+// trust_bundle is a regular file. Every file goes through core::open_regular_file: a FIFO,
+// directory, device or (except trust_bundle) symlink is refused with the path and what it is;
+// config files are read up to 1 MiB, payload_file and the credentials up to 64 KiB. A missing main
+// file is reported only when the result lacks required keys (so drop-ins alone may configure the
+// daemon); any other read error is always a problem. It does not look at the key source: core does
+// no key I/O, so the caller runs dpsd::io::check_key_source(config.symmetric_key_uri) itself (as
+// --check-config does).
 ConfigResult load_config(const std::filesystem::path& main_file);
 
 }  // namespace dpsd::core

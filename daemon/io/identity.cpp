@@ -3,22 +3,18 @@
 // packaged way to use a key that stays in a PKCS#11 token. Only this file uses ENGINE.
 #include "io/identity.hpp"
 
-#include <fcntl.h>
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/engine.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <array>
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <ctime>
 
+#include "core/regular_file.hpp"
 #include "io/openssl_error.hpp"
 
 namespace dpsd::io {
@@ -33,77 +29,33 @@ struct BioDeleter {
 };
 using BioPtr = std::unique_ptr<BIO, BioDeleter>;
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-std::string mode_text(mode_t mode) {
-  std::array<char, 8> text{};
-  (void)std::snprintf(text.data(), text.size(), "%04o", static_cast<unsigned>(mode & 07777));
-  return text.data();
-}
-
-// Same rules as key_source.cpp's read_key(): O_NOFOLLOW and a private mode for files, since a
-// symlink or a group-readable file is a key someone else can copy or swap.
+// Same rules as key_source.cpp's read_key(): O_NOFOLLOW and the private-file mode rule for files
+// (core::private_file_problem: nothing for others, group read only for dpsd's own group, so the
+// documented 0640 root:dpsd install works), since a symlink or a readable file is a key someone
+// else can copy or swap. core::read_opened_file reads into one buffer that never reallocates,
+// and SecretText wipes it.
 Expected<SecretText> read_private(const std::string& path, const std::string& what,
                                   bool enforce_private) {
-  int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
-  if (enforce_private) flags |= O_NOFOLLOW;
-  Fd fd(::open(path.c_str(), flags));
-  if (fd.get() < 0) {
-    const int error = errno;
-    if (error == ELOOP && enforce_private) {
-      return Error{what + " is a symbolic link; refusing to follow it (name the file itself)"};
-    }
-    return Error{"cannot open " + what + ": " + std::strerror(error)};
+  auto file = core::open_regular_file(path, what, !enforce_private);
+  if (!file) return Error{file.error()};
+  if (enforce_private) {
+    if (auto problem = core::private_file_problem(file->st, what, path)) return Error{*problem};
   }
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0)
-    return Error{"cannot stat " + what + ": " + std::strerror(errno)};
-  if (!S_ISREG(st.st_mode)) return Error{what + " is not a regular file"};
-  if (enforce_private && (st.st_mode & 077) != 0) {
-    return Error{what + " has mode " + mode_text(st.st_mode) +
-                 "; it must not be readable or writable by group or others (chmod 600 " + path +
-                 ")"};
-  }
-  // Read straight into the string's final buffer (reserved once) so no reallocation leaves
-  // copies of the secret in freed heap memory; SecretText wipes this one.
   std::string text;
-  text.reserve(kMaxSecretSize + 1);
-  text.resize(kMaxSecretSize + 1);
-  std::size_t size = 0;
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), text.data() + size, text.size() - size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      SecretText wipe(std::move(text));
-      return Error{"cannot read " + what + ": " + std::strerror(errno)};
-    }
-    if (n == 0) break;
-    size += static_cast<std::size_t>(n);
-    if (size > kMaxSecretSize) {
-      SecretText wipe(std::move(text));
-      return Error{what + " is larger than " + std::to_string(kMaxSecretSize) + " bytes"};
-    }
-  }
-  OPENSSL_cleanse(text.data() + size, text.size() - size);
-  text.resize(size);
-  return SecretText(std::move(text));
+  auto read = core::read_opened_file(*file, kMaxSecretSize, what, text);
+  SecretText secret(std::move(text));
+  if (!read) return Error{read.error()};
+  return secret;
 }
 
+// The certificate file is public, but it is opened like every other file dpsd reads: a FIFO must
+// not hang --check-config or the daemon, and a symlink in the keys directory is refused as for
+// the key beside it.
 Expected<std::vector<X509Ptr>> read_chain(const std::string& path) {
-  BioPtr bio(BIO_new_file(path.c_str(), "r"));
-  if (!bio) return Error{"cannot open " + path + ": " + openssl_reason()};
+  auto pem = core::read_regular_file(path, kMaxSecretSize, path);
+  if (!pem) return Error{pem.error()};
+  BioPtr bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
+  if (!bio) return Error{"cannot read " + path + ": " + openssl_reason()};
   std::vector<X509Ptr> chain;
   for (;;) {
     X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
@@ -305,10 +257,12 @@ Expected<Identity> load_identity(const core::Config& config) {
 Status check_identity(const core::Config& config) {
   auto identity = load_identity(config);
   if (!identity) return Error{identity.error()};
-  if (identity->subject_cn() != config.registration_id) {
+  // DPS registration IDs are case-insensitive, so DPS accepts a CN that differs only in case.
+  if (!core::same_registration_id(identity->subject_cn(), config.registration_id)) {
     return Error{"identity_cert: the certificate's subject CN is \"" + identity->subject_cn() +
                  "\" but provisioning.registration_id is \"" + config.registration_id +
-                 "\"; DPS takes the CN as the registration ID, so they must be equal"};
+                 "\"; DPS takes the CN as the registration ID, so they must be equal (ignoring "
+                 "case)"};
   }
   return ok_status();
 }

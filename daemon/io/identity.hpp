@@ -42,16 +42,17 @@ using EnginePtr = std::unique_ptr<engine_st, EngineDeleter>;
 // Where the PKCS#11 module and its user PIN are ([pkcs11] in the config).
 struct Pkcs11Settings {
   std::filesystem::path module;
-  std::optional<std::filesystem::path> pin_file;  // private file (no group/other bits)
+  std::optional<std::filesystem::path> pin_file;  // private file (core::private_file_problem)
   std::optional<std::string> pin_credential;      // $CREDENTIALS_DIRECTORY/NAME
 };
 // nullopt when the config names no module.
 std::optional<Pkcs11Settings> pkcs11_settings(const core::Config& config);
 
 // Reads a small secret (a PEM key, a PIN) from "file:///abs/path" or "credential:NAME" with the
-// same rules as key_source.cpp: files are opened with O_NOFOLLOW and refused when group or
-// others have any access bit; credentials are not mode-checked (systemd owns them). `what` names
-// the setting in messages ("identity_pk"); the content is never echoed.
+// same rules as key_source.cpp: files are opened with O_NOFOLLOW|O_NONBLOCK, must be regular
+// files, and are refused when others have any access bit or the group may write or is not one dpsd
+// runs with (core::private_file_problem); credentials are not mode-checked (systemd owns them).
+// `what` names the setting in messages ("identity_pk"); the content is never echoed.
 Expected<SecretText> read_secret(std::string_view uri, std::string_view what);
 // The user PIN, without a trailing newline; an empty SecretText when no PIN is configured.
 Expected<SecretText> load_pin(const Pkcs11Settings& settings);
@@ -89,8 +90,9 @@ Expected<Identity> load_identity(std::string_view cert_uri, std::string_view key
 Expected<Identity> load_identity(const core::Config& config);
 
 // For --check-config with method "x509": loads the identity as the daemon would, and checks
-// that its subject CN equals provisioning.registration_id (DPS uses the CN as the registration
-// ID, so any other value is refused by the service with a less helpful message).
+// that its subject CN equals provisioning.registration_id ignoring ASCII case
+// (core::same_registration_id: DPS uses the CN as the registration ID, and registration IDs are
+// case-insensitive, so any other value is refused by the service with a less helpful message).
 Status check_identity(const core::Config& config);
 
 // A log line when the certificate expires within `warn_before` of `now` (or has expired);

@@ -1,20 +1,12 @@
 #include "io/key_source.hpp"
 
-#include <fcntl.h>
 #include <openssl/crypto.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <algorithm>
-#include <array>
-#include <cerrno>
-#include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <optional>
-#include <vector>
 
 #include "core/config.hpp"
+#include "core/regular_file.hpp"
 
 namespace dpsd::io {
 
@@ -31,78 +23,6 @@ void wipe(std::string& text) {
   text.resize(text.capacity());
   OPENSSL_cleanse(text.data(), text.size());
   text.clear();
-}
-
-// A fixed buffer on the stack, wiped on every exit path, so reading never leaves key bytes in
-// freed heap memory (a growing std::string would reallocate and abandon copies).
-struct ReadBuffer {
-  std::array<char, kMaxKeyFileSize + 1> bytes{};
-  std::size_t size = 0;
-  ReadBuffer() = default;
-  ReadBuffer(const ReadBuffer&) = delete;
-  ReadBuffer& operator=(const ReadBuffer&) = delete;
-  ~ReadBuffer() { OPENSSL_cleanse(bytes.data(), bytes.size()); }
-};
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-std::string mode_text(mode_t mode) {
-  std::array<char, 8> text{};
-  (void)std::snprintf(text.data(), text.size(), "%04o", static_cast<unsigned>(mode & 07777));
-  return text.data();
-}
-
-const char* type_name(mode_t mode) {
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISSOCK(mode)) return "a socket";
-  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
-  return "not a regular file";
-}
-
-bool in_process_groups(gid_t gid) {
-  if (gid == ::getegid()) return true;
-  const int count = ::getgroups(0, nullptr);
-  if (count <= 0) return false;
-  std::vector<gid_t> groups(static_cast<std::size_t>(count));
-  const int got = ::getgroups(count, groups.data());
-  if (got < 0) return false;
-  groups.resize(static_cast<std::size_t>(got));
-  return std::find(groups.begin(), groups.end(), gid) != groups.end();
-}
-
-// A key file may be read by its owner and, so that a root-owned key can be handed to the
-// daemon's group (0640 root:dpsd), by its group when that group is one the daemon itself runs
-// with. Anything for others, and group write or execute, is refused.
-std::optional<std::string> permission_problem(const struct stat& st, const std::string& what,
-                                              const std::string& path) {
-  const mode_t mode = st.st_mode;
-  const std::string prefix = what + " has mode " + mode_text(mode) + "; ";
-  if ((mode & S_IRWXO) != 0) {
-    return prefix + "it must not be readable or writable by others (chmod o-rwx " + path + ")";
-  }
-  if ((mode & (S_IWGRP | S_IXGRP)) != 0) {
-    return prefix + "it must not be writable by its group (chmod 640 " + path + ")";
-  }
-  if ((mode & S_IRGRP) != 0 && !in_process_groups(st.st_gid)) {
-    return prefix + "it is readable by group " + std::to_string(st.st_gid) +
-           ", which dpsd does not run as; make it readable by dpsd's group only (chgrp) or by "
-           "its owner only (chmod 600 " +
-           path + ")";
-  }
-  return std::nullopt;
 }
 
 bool is_base64_char(char c) {
@@ -134,49 +54,38 @@ std::optional<std::string> base64_problem(std::string_view text) {
 }
 
 // `what` names the source in every message: "key file /path" or "credential 'name' (/path)".
+// Opening, the file-type check and the bounded read are core::open_regular_file's (O_NONBLOCK so
+// a FIFO cannot hang the daemon, O_NOFOLLOW for key files).
 Expected<SecretText> read_key(const std::string& path, const std::string& what,
                               bool enforce_private) {
-  // O_NOFOLLOW: a symlink could point the daemon at a file its owner never meant as a key.
-  // O_NONBLOCK: opening a FIFO must not hang the daemon; fstat() rejects it just after.
-  int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
-  if (enforce_private) flags |= O_NOFOLLOW;
-  Fd fd(::open(path.c_str(), flags));
-  if (fd.get() < 0) {
-    const int error = errno;
-    if (error == ELOOP && enforce_private) {
+  // Credentials live in a directory systemd made; it may link them, so they are followed.
+  auto file = core::open_regular_file(path, what, !enforce_private);
+  if (!file) {
+    if (enforce_private && file.error().find("symbolic link") != std::string::npos) {
       return Error{what + " is a symbolic link; refusing to follow it (point symmetric_key at " +
                    "the file itself)"};
     }
-    return Error{"cannot open " + what + ": " + std::strerror(error)};
+    return Error{file.error()};
   }
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) {
-    return Error{"cannot stat " + what + ": " + std::strerror(errno)};
-  }
-  if (!S_ISREG(st.st_mode)) return Error{what + " is " + type_name(st.st_mode)};
   // systemd manages credential directories and their modes; for plain files we are the
   // last line of defence against a key anyone on the gateway can copy.
   if (enforce_private) {
-    if (auto problem = permission_problem(st, what, path)) return Error{*problem};
+    if (auto problem = core::private_file_problem(file->st, what, path)) return Error{*problem};
   }
-
-  ReadBuffer buffer;
-  for (;;) {
-    const ssize_t n =
-        ::read(fd.get(), buffer.bytes.data() + buffer.size, buffer.bytes.size() - buffer.size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Error{"cannot read " + what + ": " + std::strerror(errno)};
-    }
-    if (n == 0) break;
-    buffer.size += static_cast<std::size_t>(n);
-    if (buffer.size > kMaxKeyFileSize) {
+  // read_opened_file reads into one buffer that never reallocates; SecretText wipes it on
+  // every path out of here, and the trimmed copy below is a SecretText too.
+  std::string raw;
+  auto read = core::read_opened_file(*file, kMaxKeyFileSize, what, raw);
+  SecretText whole(std::move(raw));
+  if (!read) {
+    if (read.error().find("is larger than") != std::string::npos) {
       return Error{what + " is larger than " + std::to_string(kMaxKeyFileSize) +
                    " bytes; it does not look like a key"};
     }
+    return Error{read.error()};
   }
 
-  std::string_view text(buffer.bytes.data(), buffer.size);
+  std::string_view text(whole.view());
   constexpr std::string_view kSpace = " \t\r\n\v\f";
   const auto first = text.find_first_not_of(kSpace);
   if (first == std::string_view::npos) return Error{what + " is empty"};

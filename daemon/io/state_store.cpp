@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/mqtt_inbound_gate.hpp"
+#include "core/regular_file.hpp"
 #include "io/unique_fd.hpp"
 
 namespace dpsd::io {
@@ -21,9 +23,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The state file is a few hundred bytes; anything much larger is not ours and is not worth
-// reading into memory.
-constexpr off_t kMaxStateFileSize = 1 << 20;
+// The state file is a few hundred bytes, plus the payload DPS may return, which arrives in one
+// reply of at most core::kMaxInboundPacket (128 KiB) bytes. Twice that leaves room for our own
+// fields and escaping; anything larger is not a file dpsd wrote and is not worth reading into
+// memory. (Not 64 KiB: dpsd would then refuse a state file it wrote itself after a large
+// returned payload, and register again at every start.)
+constexpr std::size_t kMaxStateFileSize = 2 * core::kMaxInboundPacket;
 
 // Unlinks the temp file when it goes out of scope, unless it was renamed into place; so every
 // early return below leaves nothing behind.
@@ -175,31 +180,17 @@ std::optional<core::Assignment> StateStore::load(std::string* problem) const {
     return std::nullopt;
   };
 
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
-  if (!fd.valid()) {
-    const int err = errno;
-    // Only a missing file means "never provisioned"; anything else is worth a log line.
-    if (err == ENOENT) return std::nullopt;
-    return fail(describe(err));
-  }
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return fail(describe(errno));
-  if (!S_ISREG(st.st_mode)) return fail("not a regular file");
-  if (st.st_size > kMaxStateFileSize) return fail("too large to be a state file");
-
+  // O_NONBLOCK|O_NOFOLLOW (core::open_regular_file): a FIFO planted at state.json would
+  // otherwise block this open() before READY, with every signal blocked, so not even SIGTERM
+  // could stop the daemon; dpsd itself only ever renames a regular file into place.
+  int open_errno = 0;
+  auto file = core::open_regular_file(path.string(), "", false, &open_errno);
+  // Only a missing file means "never provisioned"; anything else is worth a log line.
+  if (!file && open_errno == ENOENT) return std::nullopt;
+  if (!file) return fail(file.error());
   std::string text;
-  char buffer[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail(describe(errno));
-    }
-    if (n == 0) break;
-    text.append(buffer, static_cast<std::size_t>(n));
-    if (text.size() > static_cast<std::size_t>(kMaxStateFileSize)) {
-      return fail("too large to be a state file");
-    }
+  if (auto read = core::read_opened_file(*file, kMaxStateFileSize, "", text); !read) {
+    return fail(read.error());
   }
 
   auto parsed = core::parse_state(text);

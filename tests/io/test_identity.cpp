@@ -3,6 +3,8 @@
 // authentication against `openssl s_server -Verify 1`.
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -109,9 +111,45 @@ TEST_F(IdentityTest, RefusesAKeyReadableByOthers) {
   auto identity = load_identity(uri(device.cert), uri(key), std::nullopt);
   ASSERT_FALSE(identity);
   EXPECT_EQ(identity.error(), "identity_pk file " + key.string() +
-                                  " has mode 0644; it must not be readable or writable by group "
-                                  "or others (chmod 600 " +
+                                  " has mode 0644; it must not be readable or writable by others "
+                                  "(chmod o-rwx " +
                                   key.string() + ")");
+  // The rule of key files: group read is fine when the group is dpsd's own (0640 root:dpsd,
+  // the documented install), group write never is.
+  ASSERT_EQ(::chown(key.c_str(), static_cast<uid_t>(-1), ::getegid()), 0);
+  ASSERT_EQ(::chmod(key.c_str(), 0640), 0);
+  EXPECT_TRUE(load_identity(uri(device.cert), uri(key), std::nullopt));
+  ASSERT_EQ(::chmod(key.c_str(), 0660), 0);
+  auto writable = load_identity(uri(device.cert), uri(key), std::nullopt);
+  ASSERT_FALSE(writable);
+  EXPECT_NE(writable.error().find("must not be writable by its group"), std::string::npos)
+      << writable.error();
+}
+
+// A FIFO, a directory or a symlink where the certificate should be is refused at once (a FIFO
+// used to block BIO_new_file's fopen() for ever), and the message names the path.
+TEST_F(IdentityTest, CertificateThatIsNotARegularFileIsRefusedWithoutBlocking) {
+  const auto device = pki_.client_cert("not-regular");
+  const std::string key = uri(key_copy(device.key, 0600));
+  const fs::path fifo = keys_.path() / "fifo.pem";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  auto from_fifo = load_identity(uri(fifo), key, std::nullopt);
+  ASSERT_FALSE(from_fifo);
+  EXPECT_EQ(from_fifo.error(),
+            "identity_cert: " + fifo.string() + " is a FIFO, not a regular file");
+
+  auto from_dir = load_identity(uri(keys_.path()), key, std::nullopt);
+  ASSERT_FALSE(from_dir);
+  EXPECT_EQ(from_dir.error(),
+            "identity_cert: " + keys_.path().string() + " is a directory, not a regular file");
+
+  const fs::path link = keys_.path() / "link.pem";
+  fs::create_symlink(device.cert, link);
+  auto from_link = load_identity(uri(link), key, std::nullopt);
+  ASSERT_FALSE(from_link);
+  EXPECT_EQ(from_link.error(), "identity_cert: " + link.string() +
+                                   " is a symbolic link; refusing to follow it (name the file "
+                                   "itself)");
 }
 
 TEST_F(IdentityTest, ErrorsNameTheSetting) {
@@ -148,7 +186,22 @@ TEST_F(IdentityTest, CheckIdentityComparesCnWithRegistrationId) {
   EXPECT_EQ(status.error(),
             "identity_cert: the certificate's subject CN is \"gateway-7\" but "
             "provisioning.registration_id is \"gateway-8\"; DPS takes the CN as the registration "
-            "ID, so they must be equal");
+            "ID, so they must be equal (ignoring case)");
+}
+
+// DPS registration ids are case-insensitive, so a CN that differs only in case is the same id.
+TEST_F(IdentityTest, CheckIdentityIgnoresCase) {
+  const auto device = pki_.client_cert("Gateway-Upper");
+  core::Config config;
+  config.method = core::AttestationMethod::X509;
+  config.identity_cert_uri = uri(device.cert);
+  config.identity_pk_uri = uri(key_copy(device.key, 0600));
+  config.registration_id = "gateway-upper";
+  EXPECT_TRUE(check_identity(config));
+  config.registration_id = "GATEWAY-UPPER";
+  EXPECT_TRUE(check_identity(config));
+  config.registration_id = "gateway-uppe";
+  EXPECT_FALSE(check_identity(config));
 }
 
 TEST_F(IdentityTest, ClientAuthenticationWithFileKey) {

@@ -224,14 +224,15 @@ TEST(KeySource, DirectoryAndFifoAreNotKeys) {
   ScratchDir dir;
   auto directory = io::check_key_source(file_uri(dir.path()));
   ASSERT_FALSE(directory.ok());
-  EXPECT_EQ(directory.error(), "key file " + dir.path().string() + " is a directory");
+  EXPECT_EQ(directory.error(),
+            "key file " + dir.path().string() + " is a directory, not a regular file");
 
   // Opening a FIFO with no writer would block a naive reader forever.
   const auto fifo = dir / "fifo";
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   auto status = io::check_key_source(file_uri(fifo));
   ASSERT_FALSE(status.ok());
-  EXPECT_EQ(status.error(), "key file " + fifo.string() + " is a FIFO");
+  EXPECT_EQ(status.error(), "key file " + fifo.string() + " is a FIFO, not a regular file");
 }
 
 TEST(KeySource, EmptyFile) {
@@ -337,7 +338,7 @@ std::vector<std::string> lines(const core::ConfigResult& result) {
   return out;
 }
 
-TEST(LoadConfig, DropInsApplyInLexicalOrderAndOthersAreIgnored) {
+TEST(LoadConfig, DropInsApplyInLexicalOrderAndOtherNamesAreIgnored) {
   ScratchDir dir;
   const auto main =
       write(dir / "config.toml", std::string(kRequired) + "[retry]\nmax = \"1min\"\n");
@@ -346,7 +347,7 @@ TEST(LoadConfig, DropInsApplyInLexicalOrderAndOthersAreIgnored) {
   write(dir / "config.d/README", "not toml at all [");
   write(dir / "config.d/30-old.toml.bak", "not toml at all [");
   write(dir / "config.d/.#20-site.toml", "not toml at all [");
-  fs::create_directories(dir / "config.d/40-dir.toml");
+  fs::create_directories(dir / "config.d/README.d");
   const auto result = core::load_config(main);
   ASSERT_TRUE(result.config.has_value()) << ::testing::PrintToString(lines(result));
   EXPECT_EQ(result.config->retry_max, std::chrono::minutes(3));
@@ -376,7 +377,7 @@ TEST(LoadConfig, MissingMainFileIsReportedWhenKeysAreMissing) {
   const auto result = core::load_config(main);
   ASSERT_EQ(result.problems.size(), 4u) << ::testing::PrintToString(lines(result));
   EXPECT_EQ(result.problems[0].to_string(),
-            main.string() + ": cannot read: No such file or directory");
+            main.string() + ": cannot open: No such file or directory");
   EXPECT_EQ(result.problems[1].key, "provisioning.id_scope");
   EXPECT_EQ(result.problems[1].file, main.string());
 }
@@ -388,7 +389,7 @@ TEST(LoadConfig, UnreadableMainFileIsAlwaysAProblem) {
   const auto result = core::load_config(dir / "config.toml");
   ASSERT_EQ(result.problems.size(), 1u) << ::testing::PrintToString(lines(result));
   EXPECT_EQ(result.problems[0].to_string(),
-            (dir / "config.toml").string() + ": cannot read: Is a directory");
+            (dir / "config.toml").string() + ": is a directory, not a regular file");
 }
 
 TEST(LoadConfig, UnreadableDropInDoesNotClaimKeysAreMissing) {
@@ -398,8 +399,9 @@ TEST(LoadConfig, UnreadableDropInDoesNotClaimKeysAreMissing) {
   fs::create_symlink(dir / "nowhere.toml", dir / "config.d/10-device.toml");
   const auto result = core::load_config(main);
   ASSERT_EQ(result.problems.size(), 1u) << ::testing::PrintToString(lines(result));
-  EXPECT_EQ(result.problems[0].to_string(), (dir / "config.d/10-device.toml").string() +
-                                                ": cannot read: No such file or directory");
+  EXPECT_EQ(result.problems[0].to_string(),
+            (dir / "config.d/10-device.toml").string() +
+                ": is a symbolic link; refusing to follow it (name the file itself)");
 }
 
 TEST(LoadConfig, PayloadFileIsReadAsCompactJson) {
@@ -427,7 +429,7 @@ TEST(LoadConfig, PayloadFileProblemsNameTheFile) {
   EXPECT_FALSE(missing.config.has_value());
   EXPECT_EQ(
       missing.problems[0].to_string(),
-      payload.string() + ": provisioning.payload_file: cannot read: No such file or directory");
+      payload.string() + ": provisioning.payload_file: cannot open: No such file or directory");
 
   write(payload, "{\"model\": gw-1}");
   auto invalid = core::load_config(main);
@@ -452,8 +454,8 @@ TEST(LoadConfig, ShippedConfigAsksOnlyForIdScopeAndRegistrationId) {
                     "\"0ne0012ABCD\")",
                 copy.string() +
                     ": provisioning.registration_id: is required: set it to this device's "
-                    "registration ID in the DPS enrollment (lowercase letters, digits and - . _ :, "
-                    "e.g. \"gateway-0042\")",
+                    "registration ID in the DPS enrollment (letters, digits and - . _ :, e.g. "
+                    "\"gateway-0042\")",
             }));
 
   // Uncommenting the examples is enough to get a complete configuration.

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -268,7 +269,41 @@ TEST(StateStore, LoadReportsADirectoryInPlaceOfTheFile) {
   fs::create_directory(store.state_path());
   std::string problem;
   EXPECT_FALSE(store.load(&problem).has_value());
-  EXPECT_EQ(problem, store.state_path().string() + ": not a regular file");
+  EXPECT_EQ(problem, store.state_path().string() + ": is a directory, not a regular file");
+}
+
+// A FIFO at state.json used to block open() for ever, before READY and with signals blocked.
+// Run in a child so that, on the old code, the test fails on its deadline instead of hanging.
+TEST(StateStore, LoadRefusesAFifoWithoutBlocking) {
+  ScratchDir dir;
+  StateStore store(dir.path(), dir / "run");
+  ASSERT_EQ(::mkfifo(store.state_path().c_str(), 0644), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::alarm(5);  // the old code blocks in open(); SIGALRM ends the child then
+    std::string problem;
+    const bool refused = !store.load(&problem).has_value() &&
+                         problem == store.state_path().string() + ": is a FIFO, not a regular file";
+    ::_exit(refused ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "load() blocked on the FIFO (killed by signal "
+                                 << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << ")";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "load() did not report the FIFO as such";
+}
+
+// dpsd only ever renames a regular file into place; a symlink there was planted by someone else.
+TEST(StateStore, LoadRefusesASymlink) {
+  ScratchDir dir;
+  StateStore store(dir.path(), dir / "run");
+  spill(dir / "elsewhere.json", core::serialize_state(sample()));
+  fs::create_symlink(dir / "elsewhere.json", store.state_path());
+  std::string problem;
+  EXPECT_FALSE(store.load(&problem).has_value());
+  EXPECT_EQ(problem, store.state_path().string() +
+                         ": is a symbolic link; refusing to follow it (name the file itself)");
 }
 
 TEST(StateStore, LoadReportsAStateDirThatIsAFile) {
@@ -277,7 +312,7 @@ TEST(StateStore, LoadReportsAStateDirThatIsAFile) {
   StateStore store(dir / "state", dir / "run");
   std::string problem;
   EXPECT_FALSE(store.load(&problem).has_value());
-  EXPECT_EQ(problem, store.state_path().string() + ": " + std::strerror(ENOTDIR));
+  EXPECT_EQ(problem, store.state_path().string() + ": cannot open: " + std::strerror(ENOTDIR));
 }
 
 TEST(StateStore, LoadRefusesAHugeFile) {
@@ -286,7 +321,7 @@ TEST(StateStore, LoadRefusesAHugeFile) {
   spill(store.state_path(), std::string(2 << 20, ' '));
   std::string problem;
   EXPECT_FALSE(store.load(&problem).has_value());
-  EXPECT_EQ(problem, store.state_path().string() + ": too large to be a state file");
+  EXPECT_EQ(problem, store.state_path().string() + ": is larger than 262144 bytes");
 }
 
 // Root ignores file modes; the permission cases run with the effective uid of nobody so the
@@ -321,7 +356,7 @@ TEST(StateStore, LoadReportsAnUnreadableFile) {
     AsNobody nobody(dir.path());
     EXPECT_FALSE(store.load(&problem).has_value());
   }
-  EXPECT_EQ(problem, store.state_path().string() + ": " + std::strerror(EACCES));
+  EXPECT_EQ(problem, store.state_path().string() + ": cannot open: " + std::strerror(EACCES));
 }
 
 // --- write failures -----------------------------------------------------------------------------

@@ -274,16 +274,17 @@ symmetric_key = "credential:k"
   EXPECT_EQ(empty_scope.key, "provisioning.id_scope");
   EXPECT_EQ(empty_scope.reason, "must not be empty");
 
-  const auto upper = only_problem(parse(R"(
+  const auto space = only_problem(parse(R"(
 [provisioning]
 id_scope = "0ne00000000"
-registration_id = "Gateway-1"
+registration_id = "Gateway 1"
 [provisioning.attestation]
 symmetric_key = "credential:k"
 )"));
-  EXPECT_EQ(upper.key, "provisioning.registration_id");
-  EXPECT_EQ(upper.reason,
-            "may contain only lowercase letters, digits and - . _ : (found 'G' at position 1)");
+  EXPECT_EQ(space.key, "provisioning.registration_id");
+  EXPECT_EQ(space.reason,
+            "may contain only letters, digits and - . _ : (found a space or non-ASCII character "
+            "at position 8)");
 
   const auto too_long = only_problem(parse(R"(
 [provisioning]
@@ -362,7 +363,7 @@ TEST(ParseConfig, CollectsEveryProblem) {
       parse_config({{kMain, R"(
 [provisioning]
 id_scope = ""
-registration_id = "UPPER"
+registration_id = "UPPER!"
 colour = "blue"
 [provisioning.attestation]
 symmetric_key = "http://x"
@@ -375,9 +376,8 @@ state_dir = "relative"
       lines(result),
       (std::vector<std::string>{
           std::string(kMain) + ": provisioning.id_scope: must not be empty",
-          std::string(kMain) +
-              ": provisioning.registration_id: may contain only lowercase letters, digits "
-              "and - . _ : (found 'U' at position 1)",
+          std::string(kMain) + ": provisioning.registration_id: may contain only letters, digits "
+                               "and - . _ : (found '!' at position 6)",
           std::string(kMain) + ": provisioning.colour: unknown key",
           std::string(kMain) +
               ": provisioning.attestation.symmetric_key: unsupported URI scheme 'http' (use "
@@ -619,8 +619,10 @@ TEST(ParseConfig, BadTransport) {
 }
 
 TEST(ParseConfig, ProxyUrl) {
-  const auto result =
-      with_transport_dropin("[proxy]\nurl = \"http://user:s%40cret@proxy.corp:3128\"\n");
+  // From a private drop-in (load_config sets private_file from the file's mode).
+  const auto result = parse_config(
+      {{kMain, kMinimal},
+       {"20-transport.toml", "[proxy]\nurl = \"http://user:s%40cret@proxy.corp:3128\"\n", true}});
   ASSERT_TRUE(result.config) << ::testing::PrintToString(lines(result));
   ASSERT_TRUE(result.config->proxy);
   EXPECT_EQ(result.config->proxy->host, "proxy.corp");
@@ -652,6 +654,132 @@ TEST(ParseConfig, BadProxyUrlNeverEchoesThePassword) {
   const auto unknown = with_transport_dropin("[proxy]\nhost = \"p\"\n");
   ASSERT_EQ(unknown.problems.size(), 1u);
   EXPECT_EQ(unknown.problems[0].key, "proxy.host");
+}
+
+// Registration ids: DPS's documented rule -----------------------------------------------------
+
+ConfigResult with_regid(const std::string& regid) {
+  return parse("[provisioning]\nid_scope = \"0ne00000000\"\nregistration_id = \"" + regid +
+               "\"\n[provisioning.attestation]\nsymmetric_key = \"credential:k\"\n");
+}
+
+TEST(ParseConfig, RegistrationIdFollowsTheDocumentedRule) {
+  // Case-insensitive at DPS, so upper case is fine (the SDK samples use "myRegistrationId").
+  for (const char* good :
+       {"myRegistrationId", "GATEWAY-0042", "a", "dev-", "a.b_c:d-e", "0", "-device"}) {
+    EXPECT_TRUE(with_regid(good).config)
+        << good << ": " << ::testing::PrintToString(lines(with_regid(good)));
+  }
+  EXPECT_TRUE(with_regid(std::string(128, 'a')).config);
+  // "The last character must be alphanumeric or dash".
+  for (const char* bad : {"device.", "device_", "device:", "."}) {
+    const auto problem = only_problem(with_regid(bad));
+    EXPECT_EQ(problem.key, "provisioning.registration_id") << bad;
+    EXPECT_EQ(problem.reason.rfind("must end with a letter, a digit or '-'", 0), 0u)
+        << bad << ": " << problem.reason;
+  }
+  const auto too_long = only_problem(with_regid(std::string(129, 'a')));
+  EXPECT_EQ(too_long.key, "provisioning.registration_id");
+  EXPECT_EQ(too_long.reason, "is 129 characters long; DPS allows at most 128");
+  for (const char* bad : {"dev/1", "dev$(id)", "dév", "dev\\t1"}) {
+    EXPECT_EQ(only_problem(with_regid(bad)).key, "provisioning.registration_id") << bad;
+  }
+}
+
+TEST(SameRegistrationId, IgnoresAsciiCaseOnly) {
+  EXPECT_TRUE(same_registration_id("Gateway-7", "gateway-7"));
+  EXPECT_TRUE(same_registration_id("ABC:d.e_f", "abc:D.E_F"));
+  EXPECT_FALSE(same_registration_id("gateway-7", "gateway-8"));
+  EXPECT_FALSE(same_registration_id("gateway", "gateway-"));
+  EXPECT_FALSE(same_registration_id("[", "{"));  // 0x5B vs 0x7B: only letters fold
+}
+
+// payload_file contents -----------------------------------------------------------------------
+
+TEST(PayloadJson, MustBeAnObject) {
+  EXPECT_EQ(validate_payload_json(R"({ "a" : [1, 2] })").value(), R"({"a":[1,2]})");
+  EXPECT_EQ(validate_payload_json("{}").value(), "{}");
+  const std::vector<std::pair<std::string, std::string>> others{{"[1]", "an array"},
+                                                                {"\"x\"", "a string"},
+                                                                {"42", "a number"},
+                                                                {"true", "a boolean"},
+                                                                {"null", "null"}};
+  for (const auto& [text, kind] : others) {
+    auto result = validate_payload_json(text);
+    ASSERT_FALSE(result) << text;
+    EXPECT_EQ(result.error(), "must hold a JSON object, found " + kind);
+  }
+}
+
+TEST(PayloadJson, NestingIsBoundedBeforeAnyDomIsBuilt) {
+  // 300,000 levels crashed --check-config with a stack overflow before the SAX pass.
+  for (const auto& [open, close] : {std::pair{"[", "]"}, std::pair{"{\"a\":", "}"}}) {
+    std::string deep = "{\"x\":";
+    std::string tail = "}";
+    for (int i = 0; i < 300000; ++i) {
+      deep += open;
+      tail += close;
+    }
+    auto result = validate_payload_json(deep + "1" + tail);
+    ASSERT_FALSE(result);
+    EXPECT_EQ(result.error(), "is nested deeper than 64 levels");
+  }
+  std::string ok_depth = "{\"x\":";
+  for (std::size_t i = 1; i < kMaxPayloadDepth - 1; ++i) ok_depth += "[";
+  ok_depth += "1";
+  for (std::size_t i = 1; i < kMaxPayloadDepth - 1; ++i) ok_depth += "]";
+  EXPECT_TRUE(validate_payload_json(ok_depth + "}")) << "63 levels must pass";
+}
+
+TEST(PayloadJson, SyntaxErrorsSayWhere) {
+  auto result = validate_payload_json("{\"a\": }");
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().rfind("is not valid JSON: parse error at line 1, column 7", 0), 0u)
+      << result.error();
+}
+
+// Proxy credentials ---------------------------------------------------------------------------
+
+TEST(ParseConfig, ProxyPasswordInAWorldReadableConfigIsRefused) {
+  // parse_config() without private_file: the default, as for the shipped 0644 config.
+  const auto result =
+      with_transport_dropin("[proxy]\nurl = \"http://user:hunter2@proxy.corp:3128\"\n");
+  const auto problem = only_problem(result);
+  EXPECT_EQ(problem.file, "20-transport.toml");
+  EXPECT_EQ(problem.key, "proxy.url");
+  EXPECT_EQ(problem.reason,
+            "credentials in a URL need a config file readable only by its owner (mode 0600, or "
+            "0640 with group dpsd); or use [proxy] credentials = \"file:///…\" or "
+            "\"credential:NAME\"");
+  EXPECT_EQ(problem.to_string().find("hunter2"), std::string::npos);
+  // A user without a password is still a credential.
+  EXPECT_EQ(only_problem(with_transport_dropin("[proxy]\nurl = \"http://user@p:1\"\n")).key,
+            "proxy.url");
+  // Without credentials the URL is fine anywhere.
+  EXPECT_TRUE(with_transport_dropin("[proxy]\nurl = \"http://proxy.corp:3128\"\n").config);
+}
+
+TEST(ParseConfig, ProxyCredentialsKey) {
+  const auto ok = with_transport_dropin(
+      "[proxy]\nurl = \"http://proxy.corp:3128\"\ncredentials = \"credential:proxy\"\n");
+  ASSERT_TRUE(ok.config) << ::testing::PrintToString(lines(ok));
+  EXPECT_EQ(ok.config->proxy_credentials_uri, "credential:proxy");
+  EXPECT_FALSE(ok.config->proxy->user);  // filled in by load_config()
+
+  EXPECT_EQ(
+      only_problem(with_transport_dropin("[proxy]\ncredentials = \"file:///etc/p\"\n")).reason,
+      "needs [proxy] url (the proxy the credentials are for)");
+  EXPECT_EQ(only_problem(parse_config({{kMain, kMinimal},
+                                       {"20-transport.toml",
+                                        "[proxy]\nurl = \"http://u:p@proxy:1\"\ncredentials = "
+                                        "\"file:///etc/p\"\n",
+                                        true}}))
+                .reason,
+            "set the proxy user and password either in url or in credentials, not both");
+  const auto bad = only_problem(
+      with_transport_dropin("[proxy]\nurl = \"http://p:1\"\ncredentials = \"user:hunter2\"\n"));
+  EXPECT_EQ(bad.key, "proxy.credentials");
+  EXPECT_EQ(bad.to_string().find("hunter2"), std::string::npos) << bad.to_string();
 }
 
 }  // namespace
