@@ -45,7 +45,12 @@ io::Transport to_io_transport(core::Transport transport) {
   return io::Transport::Mqtt;
 }
 
-core::RegistrationRequest make_request(const core::Config& config) {
+std::chrono::milliseconds monotonic_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now().time_since_epoch());
+}
+
+core::RegistrationRequest make_request(const core::Config& config, const AttemptPlan& plan) {
   core::RegistrationRequest request;
   request.id_scope = config.id_scope;
   request.registration_id = config.registration_id;
@@ -54,22 +59,27 @@ core::RegistrationRequest make_request(const core::Config& config) {
   request.connect_timeout =
       config.connect_timeout + config.tls_handshake_timeout + config.response_timeout;
   request.response_timeout = config.response_timeout;
+  request.retry_max = config.retry_max;
+  request.attempt_limit = plan.attempt_limit;
+  request.resume_operation_id = plan.resume_operation_id;
   return request;
 }
 
 }  // namespace
 
 Attempt::Attempt(sd_event* event, SSL_CTX* tls, const core::Config& config, core::Signer signer,
-                 Done done)
+                 core::PollPacer& pacer, const AttemptPlan& plan, Done done)
     : event_(event),
       tls_(tls),
       config_(config),
       signer_(std::move(signer)),
+      pacer_(pacer),
       done_(std::move(done)),
-      registration_(make_request(config)),
+      registration_(make_request(config, plan)),
       response_timer_(event, [this] { feed(core::TimerFired{core::TimerId::Response}); }),
       poll_timer_(event, [this] { feed(core::TimerFired{core::TimerId::Poll}); }),
       retry_timer_(event, [this] { feed(core::TimerFired{core::TimerId::Retry}); }),
+      attempt_timer_(event, [this] { feed(core::TimerFired{core::TimerId::Attempt}); }),
       close_grace_timer_(event, [this] {
         channel_.reset();
         complete_when_closed();
@@ -91,6 +101,8 @@ io::Timer& Attempt::timer(core::TimerId id) {
       return poll_timer_;
     case core::TimerId::Retry:
       return retry_timer_;
+    case core::TimerId::Attempt:
+      return attempt_timer_;
     case core::TimerId::Response:
       break;
   }
@@ -140,12 +152,21 @@ void Attempt::execute(core::Actions actions) {
       }
     } else if (auto* publish = std::get_if<core::Publish>(&action)) {
       io::log_debug("publish " + publish->topic);
+      if (publish->poll) pacer_.record(monotonic_now());
       if (auto status = mqtt_->publish(publish->topic, publish->payload, publish->qos); !status) {
         feed(core::ConnectionLost{status.error()});
         return;
       }
     } else if (auto* start = std::get_if<core::StartTimer>(&action)) {
-      timer(start->id).arm(start->delay);
+      auto delay = start->delay;
+      if (start->id == core::TimerId::Poll) {
+        delay = pacer_.delay(monotonic_now(), delay);
+        if (delay > start->delay) {
+          io::log_info("pacing polls (DPS allows 5 per 10 s): next poll in " +
+                       std::to_string(delay.count()) + " ms");
+        }
+      }
+      timer(start->id).arm(delay);
     } else if (auto* cancel = std::get_if<core::CancelTimer>(&action)) {
       timer(cancel->id).cancel();
     } else if (std::get_if<core::CloseConnection>(&action) != nullptr) {
@@ -177,21 +198,22 @@ void Attempt::on_channel_ready(const std::string& socket_path) {
   io::log_debug("TLS up to " + channel_->peer() + "; MQTT CONNECT as " + client_id_);
   mqtt_ = std::make_unique<io::MqttSession>(
       event_, client_id_,
-      io::MqttSession::Handlers{[this](int rc) {
-                                  if (rc == 0) {
-                                    feed(core::Connected{});
-                                  } else {
-                                    feed(core::ConnectRefused{rc});
-                                  }
-                                },
-                                [this](std::string topic, std::string payload) {
-                                  feed(core::MessageReceived{std::move(topic), std::move(payload)});
-                                },
-                                [this](std::string reason) {
-                                  feed(core::ConnectionLost{channel_close_reason_.empty()
-                                                                ? std::move(reason)
-                                                                : channel_close_reason_});
-                                }});
+      io::MqttSession::Handlers{
+          [this](int rc) {
+            if (rc == 0) {
+              feed(core::Connected{});
+            } else {
+              feed(core::ConnectRefused{rc});
+            }
+          },
+          [this](int granted_qos) { feed(core::SubscribeAcked{granted_qos}); },
+          [this](std::string topic, std::string payload) {
+            feed(core::MessageReceived{std::move(topic), std::move(payload)});
+          },
+          [this](std::string reason) {
+            feed(core::ConnectionLost{channel_close_reason_.empty() ? std::move(reason)
+                                                                    : channel_close_reason_});
+          }});
   auto status = mqtt_->connect(socket_path, username_, password);
   OPENSSL_cleanse(password.data(), password.size());
   if (!status) feed(core::ConnectionLost{status.error()});

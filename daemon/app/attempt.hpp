@@ -13,6 +13,7 @@
 #include <string>
 
 #include "core/config.hpp"
+#include "core/poll_pacer.hpp"
 #include "core/provisioner.hpp"
 #include "core/sas_token.hpp"
 #include "io/event_loop.hpp"
@@ -21,12 +22,20 @@
 
 namespace dpsd::app {
 
+// What the supervisor decides for one attempt beyond the config.
+struct AttemptPlan {
+  std::string resume_operation_id;                  // poll this operation instead of registering
+  std::chrono::milliseconds attempt_limit{600000};  // the attempt ends (transient) after this
+};
+
 class Attempt {
  public:
   using Done = std::function<void(core::Outcome)>;
 
+  // `pacer` outlives the attempt (the daemon owns it): DPS's poll limit is per device, not per
+  // connection.
   Attempt(sd_event* event, SSL_CTX* tls, const core::Config& config, core::Signer signer,
-          Done done);
+          core::PollPacer& pacer, const AttemptPlan& plan, Done done);
   ~Attempt();
   Attempt(const Attempt&) = delete;
   Attempt& operator=(const Attempt&) = delete;
@@ -50,6 +59,7 @@ class Attempt {
   SSL_CTX* tls_;
   const core::Config& config_;
   core::Signer signer_;
+  core::PollPacer& pacer_;
   Done done_;
   core::Registration registration_;
   std::string client_id_;
@@ -62,6 +72,7 @@ class Attempt {
   io::Timer response_timer_;
   io::Timer poll_timer_;
   io::Timer retry_timer_;
+  io::Timer attempt_timer_;
   io::Timer close_grace_timer_;
   std::optional<core::Outcome> outcome_;
   io::EventSourcePtr completion_;

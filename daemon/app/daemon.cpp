@@ -5,13 +5,16 @@
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <iostream>
+#include <string_view>
 
+#include "core/text_sanitize.hpp"
 #include "dpsd/version.hpp"
 #include "io/identity.hpp"
 #include "io/key_source.hpp"
@@ -59,6 +62,15 @@ std::string key_tag(const core::Signer& signer) {
   return core::base64_encode(mac.value());
 }
 
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
 // The relay socket lives in a directory only we can enter.
 Status make_private_dir(const std::filesystem::path& dir) {
   std::error_code ec;
@@ -100,7 +112,14 @@ Daemon::Daemon(core::Config config, Options options)
       backoff_(config_.retry_initial, config_.retry_max),
       refused_backoff_(config_.retry_refused, config_.retry_refused),
       random_(std::random_device{}()),
-      retry_timer_(loop_.get(), [this] { start_attempt(); }) {
+      retry_timer_(loop_.get(), [this] { start_attempt(); }),
+      reprovision_timer_(loop_.get(), [this] { start_requested_attempt(); }),
+      once_deadline_(loop_.get(), [this] {
+        io::log_error("giving up: no assignment within " +
+                      std::to_string(options_.once_timeout.count()) + " s (--timeout)");
+        // The attempt is abandoned without a state write, as on SIGTERM.
+        finish_once(kExitUnreachable);
+      }) {
   status_.registration_id = config_.registration_id;
   status_.id_scope = config_.id_scope;
 }
@@ -155,7 +174,8 @@ bool Daemon::prepare_identity() {
       io::log_error(status_.last_error);
       return false;
     }
-    if (identity->subject_cn() != config_.registration_id) {
+    // Registration ids are case-insensitive to DPS, and so is its CN check.
+    if (!iequals(identity->subject_cn(), config_.registration_id)) {
       status_.last_error = "identity_cert: the certificate's subject CN '" +
                            identity->subject_cn() + "' is not the registration id '" +
                            config_.registration_id + "'";
@@ -276,6 +296,8 @@ int Daemon::run() {
   if (identity_ok) serve_cache();
 
   if (options_.once) {
+    // --timeout bounds the whole run, whatever DPS says about pacing.
+    once_deadline_.arm(options_.once_timeout);
     if (status_.state == ProvisioningState::Provisioned && !options_.force) {
       const auto& cached = *status_.assignment;
       std::cout << "provisioned (cached): hub=" << cached.assigned_hub
@@ -297,7 +319,7 @@ int Daemon::run() {
     status_changed();
     // Ready once the bus name is owned and the cache (if any) is served: consumers ordered
     // after us can ask at once.
-    sd_notify(0, ("READY=1\nSTATUS=" + status_line()).c_str());
+    sd_notify(0, ("READY=1\nSTATUS=" + core::sanitize_text(status_line())).c_str());
   }
 
   const int rc = loop_.run();
@@ -382,20 +404,79 @@ void Daemon::start_attempt() {
     status_.state = ProvisioningState::Provisioning;
   }
   attempt_started_ = std::chrono::steady_clock::now();
-  attempt_ =
-      std::make_unique<Attempt>(loop_.get(), tls_.get(), config_, signer_,
-                                [this](core::Outcome outcome) { on_outcome(std::move(outcome)); });
+  attempt_ = std::make_unique<Attempt>(
+      loop_.get(), tls_.get(), config_, signer_, poll_pacer_, plan_attempt(),
+      [this](core::Outcome outcome) { on_outcome(std::move(outcome)); });
   if (last_transport_ == "mqtt-ws") attempt_->prefer(io::Transport::MqttWs);
   status_changed();
   attempt_->start();
 }
 
+AttemptPlan Daemon::plan_attempt() {
+  AttemptPlan plan;
+  const auto now = std::chrono::steady_clock::now();
+  if (pending_operation_) {
+    if (pending_operation_->fingerprint != fingerprint_) {
+      io::log_info("the provisioning inputs changed: not resuming DPS operation " +
+                   pending_operation_->id);
+      pending_operation_.reset();
+    } else if (now - pending_operation_->issued > kOperationResumeWindow) {
+      io::log_info("DPS operation " + pending_operation_->id +
+                   " is older than 15 min: registering afresh");
+      pending_operation_.reset();
+    } else {
+      plan.resume_operation_id = pending_operation_->id;
+    }
+  }
+  if (options_.once) {
+    // The attempt ends before --timeout does, so that its own reason is what gets reported.
+    const auto left =
+        std::chrono::duration_cast<milliseconds>(options_.once_timeout - (now - started_));
+    plan.attempt_limit = std::clamp(left, milliseconds(1000), plan.attempt_limit);
+  }
+  return plan;
+}
+
+void Daemon::remember_operation(const core::Outcome& outcome) {
+  if (outcome.kind != core::OutcomeKind::Transient || outcome.operation_id.empty()) {
+    pending_operation_.reset();
+    return;
+  }
+  // The same operation keeps the time it was first issued: the resume window is its age.
+  if (pending_operation_ && pending_operation_->id == outcome.operation_id) return;
+  pending_operation_ =
+      PendingOperation{outcome.operation_id, fingerprint_, std::chrono::steady_clock::now()};
+}
+
 std::uint64_t Daemon::reprovision() {
-  if (attempt_) return status_.last_attempt_usec;  // one is running: its outcome is the answer
+  // One is running: its outcome is the answer.
+  if (attempt_) return status_.last_attempt_usec;
+  // Already scheduled: join it.
+  if (reprovision_at_usec_ != 0) return reprovision_at_usec_;
+  const auto now = std::chrono::steady_clock::now();
+  if (last_requested_start_ && now - *last_requested_start_ < kReprovisionInterval) {
+    const auto wait = std::chrono::duration_cast<milliseconds>(*last_requested_start_ +
+                                                               kReprovisionInterval - now);
+    reprovision_at_usec_ = realtime_usec() + static_cast<std::uint64_t>(wait.count()) * 1000U;
+    io::log_notice("re-provisioning requested; Reprovision is limited to one every " +
+                   std::to_string(kReprovisionInterval.count()) + " s, so it runs in " +
+                   seconds_text(wait));
+    reprovision_timer_.arm(wait);
+    return reprovision_at_usec_;
+  }
+  start_requested_attempt();
+  return status_.last_attempt_usec != 0 ? status_.last_attempt_usec : realtime_usec();
+}
+
+void Daemon::start_requested_attempt() {
+  reprovision_at_usec_ = 0;
+  last_requested_start_ = std::chrono::steady_clock::now();
+  if (attempt_) return;  // something started one meanwhile: it answers this request too
   io::log_notice("re-provisioning on request");
   backoff_.reset();
+  // A caller asks for a fresh registration, not for the old operation's outcome.
+  pending_operation_.reset();
   start_attempt();
-  return realtime_usec();
 }
 
 std::optional<ConnectionInfo> Daemon::connection_info() const {
@@ -413,8 +494,8 @@ core::Assignment Daemon::make_assignment(const core::RegistrationState& state) c
   assignment.status = "assigned";
   assignment.assigned_hub = state.assigned_hub;
   assignment.device_id = state.device_id;
-  assignment.registration_id =
-      state.registration_id.empty() ? config_.registration_id : state.registration_id;
+  // Ours, not the reply's: the reply's copy is not validated, and DPS echoes the one we sent.
+  assignment.registration_id = config_.registration_id;
   assignment.id_scope = config_.id_scope;
   assignment.substatus = state.substatus;
   assignment.payload_json = state.payload_json;
@@ -430,6 +511,7 @@ core::Assignment Daemon::make_assignment(const core::RegistrationState& state) c
 void Daemon::on_outcome(core::Outcome outcome) {
   const io::Transport used = attempt_->transport_used();
   attempt_.reset();  // safe: Attempt delivers outcomes from a deferred source
+  remember_operation(outcome);
   const auto took =
       std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - attempt_started_);
   const std::string error_code =
@@ -575,7 +657,13 @@ std::string Daemon::status_line() const {
 void Daemon::status_changed() {
   if (options_.once) return;
   if (bus_) bus_->status_changed();
-  sd_notify(0, ("STATUS=" + status_line()).c_str());
+  notify_status();
+}
+
+void Daemon::notify_status() {
+  // STATUS= carries text from DPS (errors, hub names): one line, escaped, bounded, or systemd
+  // would read "\nWATCHDOG=trigger" in an error message as a second assignment.
+  sd_notify(0, ("STATUS=" + core::sanitize_text(status_line())).c_str());
 }
 
 int check_config(const std::filesystem::path& config_path) {

@@ -15,6 +15,7 @@
 #include "app/bus_service.hpp"
 #include "core/backoff.hpp"
 #include "core/config.hpp"
+#include "core/poll_pacer.hpp"
 #include "core/sas_token.hpp"
 #include "core/state_record.hpp"
 #include "io/event_loop.hpp"
@@ -33,6 +34,13 @@ struct Options {
   bool no_bus = false;
   std::chrono::seconds once_timeout{120};
 };
+
+// The shortest time between two registrations that callers start with Reprovision: 40 calls in
+// 8 s made 40 registrations before this existed.
+inline constexpr std::chrono::seconds kReprovisionInterval{10};
+// How long an accepted operation is worth resuming; after that a fresh register is cheaper than
+// asking about something the service may have forgotten.
+inline constexpr std::chrono::minutes kOperationResumeWindow{15};
 
 // Exit codes (documented in --help and the README).
 enum ExitCode : int {
@@ -64,6 +72,10 @@ class Daemon final : public ProvisioningControl {
   void serve_cache();
   bool cache_is_stale() const;
   void start_attempt();
+  AttemptPlan plan_attempt();
+  void remember_operation(const core::Outcome& outcome);
+  void start_requested_attempt();
+  void notify_status();
   bool clock_is_sane();
   void on_outcome(core::Outcome outcome);
   void schedule_retry(std::chrono::milliseconds delay);
@@ -91,6 +103,20 @@ class Daemon final : public ProvisioningControl {
   std::mt19937_64 random_;
   std::unique_ptr<Attempt> attempt_;
   io::Timer retry_timer_;
+  core::PollPacer poll_pacer_;
+  // The operation an unfinished attempt left running on the service (202 + operationId), for
+  // the next attempt to poll instead of registering again (one registration, one bill).
+  struct PendingOperation {
+    std::string id;
+    std::string fingerprint;  // of the inputs it was registered with
+    std::chrono::steady_clock::time_point issued;
+  };
+  std::optional<PendingOperation> pending_operation_;
+  // Reprovision calls coalesce: one caller-started registration per kReprovisionInterval.
+  std::optional<std::chrono::steady_clock::time_point> last_requested_start_;
+  io::Timer reprovision_timer_;
+  std::uint64_t reprovision_at_usec_ = 0;  // when the scheduled one runs; 0 when none
+  io::Timer once_deadline_;
   io::EventSourcePtr clock_wait_;
   std::vector<io::EventSourcePtr> signal_sources_;
   StatusModel status_;

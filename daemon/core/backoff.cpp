@@ -23,7 +23,12 @@ milliseconds Backoff::next(std::uint64_t random, std::optional<milliseconds> ret
   const std::uint64_t floor = top / 10;
   const std::uint64_t span = top - floor + 1;
   const milliseconds drawn(static_cast<milliseconds::rep>(floor + random % span));
-  if (retry_after && *retry_after > drawn) return *retry_after;
+  // DPS's retry-after wins when it asks for longer, but never past max: one reply saying 86400
+  // must not park an unprovisioned device for a day ([retry] max is the operator's bound).
+  if (retry_after) {
+    const milliseconds asked = std::clamp(*retry_after, milliseconds(0), max_);
+    if (asked > drawn) return asked;
+  }
   return drawn;
 }
 

@@ -16,7 +16,7 @@ class Backoff {
   // whole uint64 range. The result lies in [ceiling/10, ceiling] where ceiling =
   // min(max, initial * 2^(failures-1)); the floor of a tenth keeps a retry storm from
   // degenerating into a busy loop when the draw is near zero. A DPS retry-after that asks for
-  // longer wins.
+  // longer wins, up to max.
   std::chrono::milliseconds next(std::uint64_t random,
                                  std::optional<std::chrono::milliseconds> retry_after = {});
   void reset() { failures_ = 0; }

@@ -3,6 +3,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "core/reply_validation.hpp"
+
 namespace dpsd::core {
 namespace {
 
@@ -173,6 +175,30 @@ std::string register_body(std::string_view registration_id,
   return body;
 }
 
+namespace {
+
+// "reply.registrationState.assignedHub is not a DNS host name: …": the field, then the rule.
+Status check_field(const Status& rule, const std::string& field) {
+  if (rule) return rule;
+  return Error{field + " " + rule.error()};
+}
+
+// What a reply without "status" means. The spec makes status optional (models.tsp,
+// RegistrationOperationStatus), so a body that still says enough is read rather than refused:
+// registrationState.status when it has one; an assignment (hub and device) means assigned; an
+// operationId alone means the operation is still running. Anything less is malformed.
+std::optional<std::string> infer_status(const OperationStatus& op) {
+  if (op.registration_state) {
+    const RegistrationState& state = *op.registration_state;
+    if (!state.status.empty()) return state.status;
+    if (!state.assigned_hub.empty() && !state.device_id.empty()) return "assigned";
+  }
+  if (!op.operation_id.empty()) return "assigning";
+  return std::nullopt;
+}
+
+}  // namespace
+
 Expected<OperationStatus> parse_operation_status(std::string_view body) {
   Expected<json> parsed = parse_reply(body);
   if (!parsed) return Error{parsed.error()};
@@ -183,28 +209,42 @@ Expected<OperationStatus> parse_operation_status(std::string_view body) {
   if (Status s = read_string(root, "operationId", "reply", result.operation_id); !s) {
     return Error{s.error()};
   }
-  const json* status = member(root, "status");
-  if (status == nullptr) return Error{"reply.status is missing"};
-  if (!status->is_string()) return Error{"reply.status is not a string"};
-  result.status_text = status->get_ref<const std::string&>();
-  result.state = state_from_text(result.status_text);
-
+  if (Status s = check_field(validate_operation_id(result.operation_id), "reply.operationId"); !s) {
+    return Error{s.error()};
+  }
   if (const auto it = root.find("registrationState"); it != root.end() && !it->is_null()) {
     if (!it->is_object()) return Error{"reply.registrationState is not an object"};
     Expected<RegistrationState> state = parse_registration_state(*it);
     if (!state) return Error{state.error()};
     result.registration_state = std::move(*state);
   }
+  const json* status = member(root, "status");
+  if (status != nullptr) {
+    if (!status->is_string()) return Error{"reply.status is not a string"};
+    result.status_text = status->get_ref<const std::string&>();
+  } else if (auto inferred = infer_status(result)) {
+    result.status_text = std::move(*inferred);
+  } else {
+    return Error{"reply.status is missing"};
+  }
+  result.state = state_from_text(result.status_text);
 
   if (result.state == OperationState::Assigned) {
     // Both SDKs in C refuse an assignment that names only one of hub and device: without both
-    // there is nothing to connect to.
+    // there is nothing to connect to. Both are validated before anything stores them.
     if (!result.registration_state) return Error{"reply.registrationState is missing"};
     const json& state = *root.find("registrationState");
-    if (Status s = require_non_empty(state, "assignedHub", "reply.registrationState"); !s) {
+    const std::string path = "reply.registrationState";
+    if (Status s = require_non_empty(state, "assignedHub", path); !s) return Error{s.error()};
+    if (Status s = require_non_empty(state, "deviceId", path); !s) return Error{s.error()};
+    const RegistrationState& rs = *result.registration_state;
+    if (Status s = check_field(validate_host_name(rs.assigned_hub), path + ".assignedHub"); !s) {
       return Error{s.error()};
     }
-    if (Status s = require_non_empty(state, "deviceId", "reply.registrationState"); !s) {
+    if (Status s = check_field(validate_device_id(rs.device_id), path + ".deviceId"); !s) {
+      return Error{s.error()};
+    }
+    if (Status s = check_field(validate_substatus(rs.substatus), path + ".substatus"); !s) {
       return Error{s.error()};
     }
   }

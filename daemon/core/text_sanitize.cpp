@@ -100,7 +100,8 @@ std::string sanitize_text(std::string_view text, std::size_t max_bytes) {
         piece = hex_byte(byte);
       } else {
         consumed = length;
-        piece = is_display_control(cp) ? code_point_escape(cp) : std::string(text.substr(i, length));
+        piece =
+            is_display_control(cp) ? code_point_escape(cp) : std::string(text.substr(i, length));
       }
     }
     if (out.size() + piece.size() > max_bytes) {

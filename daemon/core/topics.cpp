@@ -5,8 +5,10 @@
 namespace dpsd::core {
 namespace {
 
-// Longer than any sane poll interval; a bigger value is more likely garbage than intent, and
-// capping here keeps the caller's arithmetic (seconds to milliseconds) far from overflow.
+// Any non-negative integer is a valid retry-after (RFC 9110 section 10.2.3 delay-seconds); a
+// longer one than this saturates here, which keeps the caller's arithmetic (seconds to
+// milliseconds) far from overflow. The caller clamps it to its own bounds: a huge value means
+// "wait as long as you are willing to", never "ignore me".
 constexpr std::int64_t kMaxRetryAfterS = 86400;
 
 bool is_digit(char c) {
@@ -30,11 +32,11 @@ std::optional<std::int64_t> parse_seconds(std::string_view text) {
   std::int64_t value = 0;
   for (const char c : text) {
     if (!is_digit(c)) return std::nullopt;
-    value = value * 10 + (c - '0');
-    // Checked per digit, so the accumulator never gets near overflow however long the text is.
-    if (value > kMaxRetryAfterS) return std::nullopt;
+    // Saturating per digit, so the accumulator never gets near overflow however long the text
+    // is (digits are still checked to the end: "99x" is not a number).
+    if (value <= kMaxRetryAfterS) value = value * 10 + (c - '0');
   }
-  return value;
+  return value > kMaxRetryAfterS ? kMaxRetryAfterS : value;
 }
 
 }  // namespace

@@ -21,8 +21,9 @@ std::string poll_topic(std::string_view rid, std::string_view operation_id);
 struct ResponseTopic {
   int status = 0;   // the HTTP-like status after "res/"
   std::string rid;  // "$rid" property, empty when absent
-  // "retry-after" property: parsed seconds when it is a plain non-negative decimal that fits;
-  // nullopt when absent or malformed (then retry_after_present tells which).
+  // "retry-after" property: parsed seconds when it is a plain non-negative decimal (values past
+  // one day saturate at 86400); nullopt when absent or not a number (retry_after_present tells
+  // which).
   std::optional<std::int64_t> retry_after_s;
   bool retry_after_present = false;
 };

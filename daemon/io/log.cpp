@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "core/text_sanitize.hpp"
+
 namespace dpsd::io {
 
 namespace {
@@ -54,8 +56,16 @@ void set_log_verbose(bool verbose) {
   g_verbose = verbose;
 }
 
-void log(Level level, std::string_view message, std::initializer_list<LogField> fields) {
+// Log lines quote DPS replies and file contents: escaped and bounded here, once, for the journal
+// and for stderr alike (a newline would forge a second line, an ESC would drive a terminal).
+constexpr std::size_t kMaxLogMessage = 2048;
+
+void log(Level level, std::string_view raw_message, std::initializer_list<LogField> raw_fields) {
   if (level == Level::Debug && !g_verbose) return;
+  const std::string message = core::sanitize_text(raw_message, kMaxLogMessage);
+  std::vector<std::pair<std::string_view, std::string>> fields;
+  fields.reserve(raw_fields.size());
+  for (const auto& [key, value] : raw_fields) fields.emplace_back(key, core::sanitize_text(value));
   if (stderr_is_journal()) {
     std::vector<std::string> items;
     items.reserve(fields.size() + 3);

@@ -29,6 +29,12 @@ MqttSession::MqttSession(sd_event* event, const std::string& client_id, Handlers
   mosquitto_connect_callback_set(mosq_.get(), [](mosquitto*, void* obj, int rc) {
     static_cast<MqttSession*>(obj)->pending_.emplace_back(Connack{rc});
   });
+  mosquitto_subscribe_callback_set(
+      mosq_.get(), [](mosquitto*, void* obj, int /*mid*/, int qos_count, const int* granted_qos) {
+        // We subscribe to one filter at a time; a SUBACK without a code counts as refused.
+        const int qos = qos_count > 0 && granted_qos != nullptr ? granted_qos[0] : 0x80;
+        static_cast<MqttSession*>(obj)->pending_.emplace_back(Suback{qos});
+      });
   mosquitto_message_callback_set(mosq_.get(),
                                  [](mosquitto*, void* obj, const mosquitto_message* msg) {
                                    std::string payload(static_cast<const char*>(msg->payload),
@@ -147,6 +153,8 @@ void MqttSession::deliver_pending() {
     if (!*alive) return;
     if (auto* connack = std::get_if<Connack>(&event)) {
       if (handlers_.on_connack) handlers_.on_connack(connack->rc);
+    } else if (auto* suback = std::get_if<Suback>(&event)) {
+      if (handlers_.on_suback) handlers_.on_suback(suback->granted_qos);
     } else if (auto* message = std::get_if<Message>(&event)) {
       if (handlers_.on_message)
         handlers_.on_message(std::move(message->topic), std::move(message->payload));

@@ -21,6 +21,7 @@ class MqttSession {
  public:
   struct Handlers {
     std::function<void(int connack_rc)> on_connack;
+    std::function<void(int granted_qos)> on_suback;  // 0x80: the broker refused the filter
     std::function<void(std::string topic, std::string payload)> on_message;
     std::function<void(std::string reason)> on_lost;  // any failure or close after connect
   };
@@ -41,6 +42,9 @@ class MqttSession {
   struct Connack {
     int rc;
   };
+  struct Suback {
+    int granted_qos;
+  };
   struct Message {
     std::string topic;
     std::string payload;
@@ -48,7 +52,7 @@ class MqttSession {
   struct Lost {
     std::string reason;
   };
-  using Pending = std::variant<Connack, Message, Lost>;
+  using Pending = std::variant<Connack, Suback, Message, Lost>;
 
   static int on_io(sd_event_source* source, int fd, uint32_t revents, void* userdata);
   static int on_misc(sd_event_source* source, uint64_t usec, void* userdata);

@@ -80,5 +80,13 @@ TEST(Backoff, NoOverflowAfterManyFailures) {
   EXPECT_EQ(backoff.ceiling(), milliseconds(300000));
 }
 
+// issue 10 item 12: one 429 with retry-after=86400 delayed an unprovisioned device by 24 h,
+// ignoring [retry] max.
+TEST(Backoff, RetryAfterWinsButNeverPastMax) {
+  Backoff backoff(std::chrono::milliseconds(1000), std::chrono::milliseconds(60000));
+  EXPECT_EQ(backoff.next(0, std::chrono::milliseconds(86400000)), std::chrono::milliseconds(60000));
+  EXPECT_EQ(backoff.next(0, std::chrono::milliseconds(30000)), std::chrono::milliseconds(30000));
+}
+
 }  // namespace
 }  // namespace dpsd::core

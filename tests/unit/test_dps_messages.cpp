@@ -300,5 +300,47 @@ TEST(ParseServiceError, LenientOnJunk) {
   EXPECT_EQ(mixed.tracking_id, "t");
 }
 
+// issue 11 item 5: the spec makes "status" optional; what a body without it means.
+TEST(ParseOperationStatus, MissingStatusIsReadFromWhatTheBodySays) {
+  auto from_state =
+      parse_operation_status(R"({"operationId":"o","registrationState":{"status":"assigning"}})");
+  ASSERT_TRUE(from_state) << from_state.error();
+  EXPECT_EQ(from_state->state, OperationState::Assigning);
+
+  auto assigned = parse_operation_status(
+      R"({"operationId":"o","registrationState":{"assignedHub":"h.example","deviceId":"d"}})");
+  ASSERT_TRUE(assigned) << assigned.error();
+  EXPECT_EQ(assigned->state, OperationState::Assigned);
+  EXPECT_EQ(assigned->registration_state->assigned_hub, "h.example");
+
+  auto running = parse_operation_status(R"({"operationId":"o"})");
+  ASSERT_TRUE(running) << running.error();
+  EXPECT_EQ(running->state, OperationState::Assigning);
+
+  auto nothing = parse_operation_status(R"({"registrationState":{}})");
+  ASSERT_FALSE(nothing);
+  EXPECT_EQ(nothing.error(), "reply.status is missing");
+}
+
+TEST(ParseOperationStatus, AssignmentValuesAreValidated) {
+  const struct {
+    const char* body;
+    const char* says;
+  } cases[] = {
+      {R"({"status":"assigned","registrationState":{"assignedHub":"evil$(id)x","deviceId":"d"}})",
+       "reply.registrationState.assignedHub is not a DNS host name"},
+      {R"({"status":"assigned","registrationState":{"assignedHub":"h.example","deviceId":"d e"}})",
+       "reply.registrationState.deviceId has byte 0x20"},
+      {R"({"status":"assigned","registrationState":{"assignedHub":"h.example","deviceId":"d","substatus":"x\ny"}})",
+       "reply.registrationState.substatus has byte 0x0a"},
+      {R"({"operationId":"a&b","status":"assigning"})", "reply.operationId has '&'"},
+  };
+  for (const auto& [body, says] : cases) {
+    auto parsed = parse_operation_status(body);
+    ASSERT_FALSE(parsed) << body;
+    EXPECT_NE(parsed.error().find(says), std::string::npos) << parsed.error();
+  }
+}
+
 }  // namespace
 }  // namespace dpsd::core

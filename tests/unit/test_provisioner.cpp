@@ -42,9 +42,18 @@ const char* kAssigned =
 // Drives a registration to the point where the register request is out; returns its $rid.
 std::string connect_and_register(Registration& registration) {
   registration.start();
-  auto actions = registration.handle(Connected{});
+  registration.handle(Connected{});
+  auto actions = registration.handle(SubscribeAcked{1});
   return only<Publish>(actions).topic.substr(
       std::string("$dps/registrations/PUT/iotdps-register/?$rid=").size());
+}
+
+StartTimer timer_of(const Actions& actions, TimerId id) {
+  for (const auto& timer : all_of<StartTimer>(actions)) {
+    if (timer.id == id) return timer;
+  }
+  ADD_FAILURE() << "no StartTimer for that timer";
+  return {};
 }
 
 TEST(Provisioner, StartOpensConnectionWithRegistrationIdentity) {
@@ -54,30 +63,49 @@ TEST(Provisioner, StartOpensConnectionWithRegistrationIdentity) {
   EXPECT_EQ(open.client_id, "dev-1");
   EXPECT_EQ(open.username,
             "0ne00000000/registrations/dev-1/api-version=2019-03-31&ClientVersion=dpsd%2F1.2.3");
-  auto timer = only<StartTimer>(actions);
-  EXPECT_EQ(timer.id, TimerId::Response);
-  EXPECT_EQ(timer.delay, milliseconds(5000));
+  EXPECT_EQ(timer_of(actions, TimerId::Response).delay, milliseconds(5000));
+  // The whole attempt is bounded too (default 10 min).
+  EXPECT_EQ(timer_of(actions, TimerId::Attempt).delay, milliseconds(600000));
 }
 
-TEST(Provisioner, ConnectedSubscribesThenRegistersWithoutWaitingForSuback) {
+// issue 11 item 1: every official client publishes the register only after the SUBACK.
+TEST(Provisioner, RegistersOnlyAfterTheSuback) {
   Registration registration(make_request());
   registration.start();
   auto actions = registration.handle(Connected{});
-  ASSERT_GE(actions.size(), 3U);
   auto subscribe = only<Subscribe>(actions);
   EXPECT_EQ(subscribe.topic, "$dps/registrations/res/#");
   EXPECT_EQ(subscribe.qos, 1);
+  EXPECT_TRUE(all_of<Publish>(actions).empty()) << "register sent before the SUBACK";
+  // The SUBACK wait is bounded by the response timeout.
+  EXPECT_EQ(only<StartTimer>(actions).delay, milliseconds(7000));
+
+  actions = registration.handle(SubscribeAcked{1});
   auto publish = only<Publish>(actions);
   EXPECT_EQ(publish.topic, "$dps/registrations/PUT/iotdps-register/?$rid=1");
   EXPECT_EQ(publish.payload, R"({"registrationId":"dev-1"})");
-  // The subscribe comes before the publish in the action list.
-  std::size_t sub_index = 0, pub_index = 0;
-  for (std::size_t i = 0; i < actions.size(); ++i) {
-    if (std::holds_alternative<Subscribe>(actions[i])) sub_index = i;
-    if (std::holds_alternative<Publish>(actions[i])) pub_index = i;
-  }
-  EXPECT_LT(sub_index, pub_index);
+  EXPECT_FALSE(publish.poll);
   EXPECT_EQ(only<StartTimer>(actions).delay, milliseconds(7000));
+}
+
+TEST(Provisioner, RefusedSubscriptionEndsTheAttemptAsTransient) {
+  Registration registration(make_request());
+  registration.start();
+  registration.handle(Connected{});
+  auto actions = registration.handle(SubscribeAcked{kSubackFailure});
+  EXPECT_TRUE(all_of<Publish>(actions).empty());
+  auto finished = only<Finished>(actions);
+  EXPECT_EQ(finished.outcome.kind, OutcomeKind::Transient);
+  EXPECT_EQ(finished.outcome.error, "DPS refused the subscription to $dps/registrations/res/#");
+}
+
+TEST(Provisioner, NoSubackTimesOut) {
+  Registration registration(make_request());
+  registration.start();
+  registration.handle(Connected{});
+  auto finished = only<Finished>(registration.handle(TimerFired{TimerId::Response}));
+  EXPECT_EQ(finished.outcome.kind, OutcomeKind::Transient);
+  EXPECT_EQ(finished.outcome.error, "no SUBACK from DPS within 7 s");
 }
 
 TEST(Provisioner, CustomPayloadTravelsInRegisterBody) {
@@ -85,7 +113,8 @@ TEST(Provisioner, CustomPayloadTravelsInRegisterBody) {
   request.payload_json = R"({"site":"north"})";
   Registration registration(request);
   registration.start();
-  auto publish = only<Publish>(registration.handle(Connected{}));
+  registration.handle(Connected{});
+  auto publish = only<Publish>(registration.handle(SubscribeAcked{0}));
   EXPECT_EQ(publish.payload, R"({"registrationId":"dev-1","payload":{"site":"north"}})");
 }
 
@@ -170,11 +199,25 @@ TEST(Provisioner, ServerErrorDuringPollResendsThePoll) {
   const auto rid = connect_and_register(registration);
   registration.handle(MessageReceived{"$dps/registrations/res/202/?$rid=" + rid, kAssigning});
   registration.handle(TimerFired{TimerId::Poll});
-  auto actions = registration.handle(MessageReceived{"$dps/registrations/res/500/?$rid=2", "{}"});
+  auto actions = registration.handle(
+      MessageReceived{"$dps/registrations/res/500/?$rid=2&retry-after=2", "{}"});
   EXPECT_EQ(only<StartTimer>(actions).id, TimerId::Retry);
   actions = registration.handle(TimerFired{TimerId::Retry});
   EXPECT_EQ(only<Publish>(actions).topic,
             "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=3&operationId=4.abc.uuid");
+}
+
+// Without a retry-after the caller's jittered backoff decides (a fixed guess here would bring a
+// fleet back in lockstep), and the operation is left for the next attempt to resume.
+TEST(Provisioner, ServerErrorWithoutRetryAfterEndsTheAttemptKeepingTheOperation) {
+  Registration registration(make_request());
+  const auto rid = connect_and_register(registration);
+  registration.handle(MessageReceived{"$dps/registrations/res/202/?$rid=" + rid, kAssigning});
+  registration.handle(TimerFired{TimerId::Poll});
+  auto finished = only<Finished>(
+      registration.handle(MessageReceived{"$dps/registrations/res/503/?$rid=2", "{}"}));
+  EXPECT_EQ(finished.outcome.kind, OutcomeKind::Transient);
+  EXPECT_EQ(finished.outcome.operation_id, "4.abc.uuid");
 }
 
 TEST(Provisioner, PersistentThrottlingEndsTheAttemptWithTheHint) {
@@ -377,7 +420,7 @@ TEST(Provisioner, ConnectionLostMidPollIsTransientWithTheReason) {
   EXPECT_EQ(finished.outcome.error, "connection closed by server");
   EXPECT_EQ(finished.outcome.operation_id, "4.abc.uuid");
   // All timers are cancelled when an attempt ends.
-  EXPECT_EQ(all_of<CancelTimer>(actions).size(), 3U);
+  EXPECT_EQ(all_of<CancelTimer>(actions).size(), 4U);
 }
 
 TEST(Provisioner, StaleTimersAreIgnored) {
@@ -385,6 +428,174 @@ TEST(Provisioner, StaleTimersAreIgnored) {
   connect_and_register(registration);
   EXPECT_TRUE(registration.handle(TimerFired{TimerId::Poll}).empty());
   EXPECT_TRUE(registration.handle(TimerFired{TimerId::Retry}).empty());
+}
+
+// ---- issue 11 item 2: one operation across reconnects ---------------------------------------
+
+TEST(Provisioner, ResumedOperationIsPolledNotRegisteredAgain) {
+  auto request = make_request();
+  request.resume_operation_id = "4.abc.uuid";
+  Registration registration(request);
+  registration.start();
+  registration.handle(Connected{});
+  auto actions = registration.handle(SubscribeAcked{1});
+  EXPECT_TRUE(all_of<Publish>(actions).empty());
+  // Through the poll timer, so the caller's poll pacing applies to the first poll too.
+  auto timer = only<StartTimer>(actions);
+  EXPECT_EQ(timer.id, TimerId::Poll);
+  actions = registration.handle(TimerFired{TimerId::Poll});
+  auto poll = only<Publish>(actions);
+  EXPECT_TRUE(poll.poll);
+  EXPECT_EQ(poll.topic,
+            "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=1&operationId=4.abc.uuid");
+  actions = registration.handle(MessageReceived{"$dps/registrations/res/200/?$rid=1", kAssigned});
+  EXPECT_EQ(only<Finished>(actions).outcome.kind, OutcomeKind::Assigned);
+}
+
+TEST(Provisioner, UnknownResumedOperationRegistersAfreshOnce) {
+  auto request = make_request();
+  request.resume_operation_id = "4.gone.uuid";
+  Registration registration(request);
+  registration.start();
+  registration.handle(Connected{});
+  registration.handle(SubscribeAcked{1});
+  registration.handle(TimerFired{TimerId::Poll});
+  auto actions = registration.handle(MessageReceived{
+      "$dps/registrations/res/404/?$rid=1", R"({"errorCode":404201,"message":"not found"})"});
+  EXPECT_TRUE(all_of<Finished>(actions).empty());
+  auto publish = only<Publish>(actions);
+  EXPECT_EQ(publish.topic, "$dps/registrations/PUT/iotdps-register/?$rid=2");
+  EXPECT_FALSE(publish.poll);
+  // A 4xx on the register itself is DPS's verdict on the registration.
+  actions = registration.handle(MessageReceived{"$dps/registrations/res/401/?$rid=2", "{}"});
+  auto finished = only<Finished>(actions);
+  EXPECT_EQ(finished.outcome.kind, OutcomeKind::Refused);
+  EXPECT_TRUE(finished.outcome.operation_id.empty());
+}
+
+TEST(Provisioner, TransientEndAfterAcceptanceLeavesTheOperationForTheNextAttempt) {
+  Registration registration(make_request());
+  const auto rid = connect_and_register(registration);
+  registration.handle(MessageReceived{"$dps/registrations/res/202/?$rid=" + rid, kAssigning});
+  auto finished = only<Finished>(registration.handle(TimerFired{TimerId::Attempt}));
+  EXPECT_EQ(finished.outcome.kind, OutcomeKind::Transient);
+  EXPECT_EQ(finished.outcome.operation_id, "4.abc.uuid");
+  EXPECT_NE(finished.outcome.error.find("the limit of one attempt"), std::string::npos)
+      << finished.outcome.error;
+}
+
+// ---- issue 11 item 3: 409 and 412 are transient ----------------------------------------------
+
+TEST(Provisioner, ConflictIsRetriedAfterRetryAfter) {
+  for (const int status : {409, 412}) {
+    Registration registration(make_request());
+    const auto rid = connect_and_register(registration);
+    auto actions = registration.handle(MessageReceived{
+        "$dps/registrations/res/" + std::to_string(status) + "/?$rid=" + rid + "&retry-after=3",
+        R"({"errorCode":409203,"message":"Precondition failed."})"});
+    EXPECT_TRUE(all_of<Finished>(actions).empty()) << status;
+    EXPECT_EQ(only<StartTimer>(actions).id, TimerId::Retry);
+    EXPECT_EQ(only<StartTimer>(actions).delay, milliseconds(3000));
+    EXPECT_NE(only<Log>(actions).message.find("DPS: registration conflict (409203)"),
+              std::string::npos);
+  }
+}
+
+TEST(Provisioner, ConflictWithoutRetryAfterLeavesTheDelayToTheJitteredBackoff) {
+  Registration registration(make_request());
+  const auto rid = connect_and_register(registration);
+  auto finished = only<Finished>(registration.handle(
+      MessageReceived{"$dps/registrations/res/409/?$rid=" + rid,
+                      R"({"errorCode":409203,"message":"Precondition failed."})"}));
+  EXPECT_EQ(finished.outcome.kind, OutcomeKind::Transient);
+  EXPECT_EQ(finished.outcome.error, "DPS: registration conflict (409203)");
+  EXPECT_EQ(finished.outcome.dps_error_code, 409203);
+  EXPECT_FALSE(finished.outcome.retry_after.has_value());
+}
+
+// ---- issue 11 item 4: retry-after is bounded, never ignored --------------------------------
+
+TEST(Provisioner, RetryDelayIsClampedToOneSecondAndRetryMax) {
+  const milliseconds max(3000);
+  EXPECT_FALSE(retry_delay(std::nullopt, max).has_value());
+  EXPECT_EQ(retry_delay(milliseconds(0), max), milliseconds(1000));
+  EXPECT_EQ(retry_delay(milliseconds(2000), max), milliseconds(2000));
+  EXPECT_EQ(retry_delay(milliseconds(90000000), max), milliseconds(3000));
+}
+
+TEST(Provisioner, HugeThrottleRetryAfterWaitsRetryMaxNotTheDefault) {
+  auto request = make_request();
+  request.retry_max = milliseconds(3000);
+  Registration registration(request);
+  const auto rid = connect_and_register(registration);
+  auto actions = registration.handle(
+      MessageReceived{"$dps/registrations/res/429/?$rid=" + rid + "&retry-after=90000", "{}"});
+  EXPECT_EQ(only<StartTimer>(actions).id, TimerId::Retry);
+  EXPECT_EQ(only<StartTimer>(actions).delay, milliseconds(3000));
+}
+
+TEST(Provisioner, HugePollRetryAfterWaitsFiveMinutes) {
+  Registration registration(make_request());
+  const auto rid = connect_and_register(registration);
+  auto actions = registration.handle(MessageReceived{
+      "$dps/registrations/res/202/?$rid=" + rid + "&retry-after=90000", kAssigning});
+  EXPECT_EQ(only<StartTimer>(actions).delay, kMaxPollInterval);
+  EXPECT_NE(only<Log>(actions).message.find("polling in 300 s"), std::string::npos);
+}
+
+// ---- issue 10 items 2 and 14: hostile replies ------------------------------------------------
+
+TEST(Provisioner, StrayRepliesAreLoggedByLengthAndAFloodEndsTheAttempt) {
+  Registration registration(make_request());
+  connect_and_register(registration);
+  const std::string long_rid(60000, '7');
+  Actions actions;
+  for (int i = 0; i < kMaxStrayMessages; ++i) {
+    actions = registration.handle(
+        MessageReceived{"$dps/registrations/res/200/?$rid=" + long_rid, kAssigned});
+    ASSERT_TRUE(all_of<Finished>(actions).empty()) << i;
+    auto log = only<Log>(actions);
+    EXPECT_EQ(log.level, LogLevel::Debug);
+    EXPECT_LT(log.message.size(), 200U) << "the reply's content reached the log";
+  }
+  actions =
+      registration.handle(MessageReceived{"$dps/registrations/res/200/?$rid=" + long_rid, "{}"});
+  auto finished = only<Finished>(actions);
+  EXPECT_EQ(finished.outcome.kind, OutcomeKind::Transient);
+  EXPECT_NE(finished.outcome.error.find("answer no request"), std::string::npos);
+}
+
+TEST(Provisioner, HostileAssignmentValuesAreMalformedNotStored) {
+  const std::string hubs[] = {"evil$(id)x.example",  "hub\nWATCHDOG=trigger",
+                              std::string(300, 'a'), std::string(64, 'a') + ".example",
+                              "-hub.example",        "hub..example"};
+  for (const auto& hub : hubs) {
+    const std::string body =
+        R"({"operationId":"4.abc.uuid","status":"assigned","registrationState":{"assignedHub":)" +
+        std::string("\"") + (hub.find('\n') != std::string::npos ? "hub\\nWATCHDOG=trigger" : hub) +
+        R"(","deviceId":"dev-1"}})";
+    Registration registration(make_request());
+    const auto rid = connect_and_register(registration);
+    auto finished = only<Finished>(
+        registration.handle(MessageReceived{"$dps/registrations/res/200/?$rid=" + rid, body}));
+    EXPECT_EQ(finished.outcome.kind, OutcomeKind::Transient) << hub;
+    EXPECT_FALSE(finished.outcome.registration_state.has_value()) << hub;
+    EXPECT_NE(finished.outcome.error.find("reply.registrationState.assignedHub"), std::string::npos)
+        << finished.outcome.error;
+  }
+}
+
+TEST(Provisioner, HostileOperationIdIsMalformed) {
+  Registration registration(make_request());
+  const auto rid = connect_and_register(registration);
+  const std::string body =
+      R"({"operationId":")" + std::string(10000, 'a') + R"(","status":"assigning"})";
+  auto finished = only<Finished>(
+      registration.handle(MessageReceived{"$dps/registrations/res/202/?$rid=" + rid, body}));
+  EXPECT_EQ(finished.outcome.kind, OutcomeKind::Transient);
+  EXPECT_NE(finished.outcome.error.find("reply.operationId is 10000 characters"), std::string::npos)
+      << finished.outcome.error;
+  EXPECT_TRUE(finished.outcome.operation_id.empty());
 }
 
 }  // namespace
