@@ -14,6 +14,7 @@
 
 #include "core/sas_token.hpp"
 #include "support/dps_emulator.hpp"
+#include "support/dps_front_end.hpp"
 #include "support/mqtt_client.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
@@ -597,6 +598,211 @@ TEST_F(EmulatorTest, RestartKeepsPortAndFiles) {
   emu_.stop();
   EXPECT_FALSE(emu_.running());
   EXPECT_TRUE(c->wait_disconnected(3s));
+}
+
+// --- Service rules (design.md "What the real service does") and the hostile family. ---
+
+TEST_F(EmulatorTest, SubackRefusedMeansNoAnswerEver) {
+  emu_.set_scenario("dev-a", {{"name", "suback_refused"}, {"polls", 0}});
+  auto c = client("dev-a", sas(kKeyA, emu_.scope(), "dev-a"));
+  ASSERT_EQ(c->connect(), 0) << c->error();
+  EXPECT_EQ(c->subscribe("$dps/registrations/res/#", 1), std::optional<int>(0x80))
+      << "SUBACK did not carry the refusal code 0x80\n"
+      << log_text();
+  ASSERT_TRUE(c->publish(register_topic("1"), ""));
+  EXPECT_FALSE(c->next_message(700ms).has_value()) << "a refused subscription got an answer";
+  EXPECT_TRUE(emu_.wait_for_events("no_reply", "dev-a", 1, 2s)) << log_text();
+  EXPECT_EQ(emu_.events("no_reply", "dev-a").at(0)["why"], "no subscription");
+  EXPECT_EQ(emu_.events("subscribe", "dev-a").at(0)["why"], "suback_refused");
+}
+
+TEST_F(EmulatorTest, DropAfterAcceptKeepsTheOperationAcrossConnections) {
+  emu_.set_scenario("dev-a", {{"name", "drop_after_accept"}, {"retry_after", 2}});
+  auto c = ready_client("dev-a", kKeyA);
+  auto r = request(*c, register_topic("1"));
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 202) << r->raw;
+  EXPECT_EQ(r->props["retry-after"], "2");
+  const std::string op = r->body.value("operationId", "");
+  ASSERT_FALSE(op.empty());
+  EXPECT_TRUE(c->wait_disconnected(3s)) << "not kicked after the 202\n" << log_text();
+  EXPECT_EQ(emu_.count_events("kick", "dev-a"), 1u);
+
+  c = ready_client("dev-a", kKeyA);
+  r = request(*c, poll_topic("2", op));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->raw;
+  EXPECT_EQ(r->body["operationId"], op);
+  EXPECT_EQ(r->body["registrationState"]["assignedHub"], "hub-a.emulator.test");
+  EXPECT_EQ(emu_.count_events("unknown_operation", "dev-a"), 0u) << "the operation was forgotten";
+  // times 1: the next register is accepted and kept alive normally.
+  r = request(*c, register_topic("3"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202);
+  EXPECT_FALSE(c->wait_disconnected(800ms)) << "kicked beyond `times`";
+}
+
+TEST_F(EmulatorTest, ConflictIs409203ThenNormal) {
+  emu_.set_scenario("dev-a", {{"name", "conflict"}, {"times", 2}, {"retry_after", nullptr}});
+  auto c = ready_client("dev-a", kKeyA);
+  for (int i = 0; i < 2; ++i) {
+    auto r = request(*c, register_topic(std::to_string(i)));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 409);
+    EXPECT_EQ(r->body["errorCode"], 409203);
+    EXPECT_EQ(r->body["message"], "Precondition failed.");
+    EXPECT_EQ(r->props.count("retry-after"), 0u) << "retry_after null must leave it out";
+  }
+  auto r = request(*c, register_topic("2"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202);
+}
+
+TEST_F(EmulatorTest, PollRateAbove5Per10sIs429) {
+  emu_.set_scenario("dev-a", {{"name", "normal"}, {"polls", 100}, {"retry_after", 0}});
+  auto c = ready_client("dev-a", kKeyA);
+  auto r = request(*c, register_topic("1"));
+  ASSERT_TRUE(r);
+  const std::string op = r->body.value("operationId", "");
+  for (int i = 0; i < 5; ++i) {
+    r = request(*c, poll_topic(std::to_string(10 + i), op));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 202) << "poll " << i + 1 << " of 5 inside 10 s was refused";
+  }
+  r = request(*c, poll_topic("20", op));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429) << "the 6th poll inside 10 s was answered";
+  EXPECT_EQ(r->body["errorCode"], 429001);
+  const int wait = std::stoi(r->props["retry-after"]);
+  EXPECT_GE(wait, 1);
+  EXPECT_LE(wait, 10);
+  EXPECT_EQ(emu_.count_events("poll_rate_exceeded", "dev-a"), 1u);
+}
+
+TEST_F(EmulatorTest, EndlessAcceptingNeverAssigns) {
+  emu_.set_scenario("dev-a", {{"name", "endless_202"}, {"retry_after", 7}});
+  auto c = ready_client("dev-a", kKeyA);
+  auto r = request(*c, register_topic("1"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202);
+  const std::string op = r->body.value("operationId", "");
+  for (int i = 0; i < 4; ++i) {
+    r = request(*c, poll_topic(std::to_string(2 + i), op));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 202);
+    EXPECT_EQ(r->props["retry-after"], "7");
+    EXPECT_EQ(r->body["status"], "assigning");
+  }
+}
+
+TEST_F(EmulatorTest, OversizeFieldInTheFinalAnswerAndTheLogStaysSmall) {
+  emu_.set_scenario("dev-a", {{"name", "oversize"}, {"bytes", 200000}, {"field", "deviceId"}});
+  auto c = ready_client("dev-a", kKeyA);
+  auto r = request(*c, register_topic("1"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body["registrationState"]["deviceId"].get<std::string>(), std::string(200000, 'a'));
+  const auto reply = emu_.events("reply", "dev-a").at(0);
+  EXPECT_GT(reply["payload_bytes"].get<std::size_t>(), 200000u);
+  EXPECT_LE(reply["payload"].get<std::string>().size(), 4096u);
+}
+
+TEST(EmulatorQos2, FloodThenTheRealAnswer) {
+  EmulatorOptions opts;
+  opts.allow_qos2 = true;  // the broker caps deliveries at the listener's max_qos
+  opts.devices["dev-a"] = {kKeyA, {{"name", "qos2_flood"}, {"count", 30}, {"bytes", 2000}}};
+  DpsEmulator emu(opts);
+  MqttClientOptions o;
+  o.port = emu.port();
+  o.cafile = emu.ca_path();
+  o.client_id = "dev-a";
+  o.username = emu.scope() + "/registrations/dev-a/api-version=2019-03-31";
+  o.password = sas(kKeyA, emu.scope(), "dev-a");
+  auto c = std::make_unique<MqttTestClient>(o);
+  ASSERT_EQ(c->connect(), 0) << c->error();
+  ASSERT_EQ(c->subscribe("$dps/registrations/res/#", 1), std::optional<int>(1));
+  ASSERT_TRUE(c->publish(register_topic("1"), ""));
+  // The broker keeps 20 messages in flight and queues the rest, so the real answer (QoS 1) may
+  // overtake part of the flood: count, do not assume an order.
+  int flood = 0;
+  int answers = 0;
+  for (int i = 0; i < 31; ++i) {
+    auto m = c->next_message(kReplyTimeout);
+    ASSERT_TRUE(m) << "message " << i << " of 30 flood + 1 answer missing";
+    if (m->topic.find("$rid=q2-") != std::string::npos) {
+      ++flood;
+      EXPECT_EQ(m->qos, 2) << m->topic;
+      EXPECT_EQ(m->payload.size(), 2000u);
+    } else {
+      ++answers;
+      const Response r = parse_response(*m);
+      EXPECT_EQ(r.props.at("$rid"), "1");
+      EXPECT_EQ(r.status, 200);
+      EXPECT_EQ(m->qos, 1);
+    }
+  }
+  EXPECT_EQ(flood, 30);
+  EXPECT_EQ(answers, 1);
+  EXPECT_EQ(emu.events("flood", "dev-a").at(0)["count"], 30);
+}
+
+TEST_F(EmulatorTest, UnsolicitedFloodOfLongRidsThenTheRealAnswer) {
+  emu_.set_scenario("dev-a", {{"name", "unsolicited_flood"}, {"count", 5}, {"rid_bytes", 60000}});
+  auto c = ready_client("dev-a", kKeyA);
+  ASSERT_TRUE(c->publish(register_topic("1"), ""));
+  for (int i = 0; i < 5; ++i) {
+    auto r = next(*c, "unsolicited answer " + std::to_string(i));
+    ASSERT_TRUE(r);
+    EXPECT_GE(r->props["$rid"].size(), 60000u);
+    EXPECT_NE(r->props["$rid"], "1");
+  }
+  auto r = next(*c, "the real answer after the flood");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->props["$rid"], "1");
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(EmulatorTest, ErrorMessageWithControlCharactersIsSentVerbatim) {
+  emu_.set_scenario("dev-a", {{"name", "unauthorized"}, {"message", "x\nWATCHDOG=trigger\nX="}});
+  auto c = ready_client("dev-a", kKeyA);
+  auto r = request(*c, register_topic("1"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(r->body["message"], "x\nWATCHDOG=trigger\nX=");
+}
+
+TEST_F(EmulatorTest, RequestOver96KBIsRefusedWithADisconnect) {
+  auto c = ready_client("dev-a", kKeyA);
+  ASSERT_TRUE(c->publish(register_topic("1"), std::string(100 * 1024, ' ')));
+  EXPECT_TRUE(c->wait_disconnected(3s)) << log_text();
+  EXPECT_FALSE(c->next_message(200ms).has_value());
+  EXPECT_EQ(emu_.count_events("request_too_large", "dev-a"), 1u);
+}
+
+TEST_F(EmulatorTest, FrontEndHoldsTheSubackAndDropsEarlyRequests) {
+  emu_.set_scenario("dev-a", {{"name", "immediate"}});
+  DpsFrontEnd front(emu_, FrontEndOptions{1500ms});
+  MqttClientOptions o;
+  o.port = front.port();
+  o.cafile = emu_.ca_path();
+  o.client_id = "dev-a";
+  o.username = username("dev-a");
+  o.password = sas(kKeyA, emu_.scope(), "dev-a");
+  MqttTestClient c(o);
+  ASSERT_EQ(c.connect(), 0) << c.error();
+  EXPECT_EQ(c.subscribe("$dps/registrations/res/#", 1, 300ms), std::nullopt)
+      << "the SUBACK was not held";
+  ASSERT_TRUE(c.publish(register_topic("1"), ""));
+  EXPECT_FALSE(c.next_message(300ms).has_value()) << "a request before the SUBACK was answered";
+  ASSERT_TRUE(wait_until([&] { return front.subacks() == 1; }, 5s)) << "SUBACK never released";
+  EXPECT_EQ(front.dropped_publishes(), 1);
+  ASSERT_TRUE(c.publish(register_topic("2"), ""));
+  auto m = c.next_message(kReplyTimeout);
+  ASSERT_TRUE(m) << log_text();
+  EXPECT_EQ(parse_response(*m).props["$rid"], "2");
+  EXPECT_EQ(front.connections(), 1);
+  EXPECT_EQ(front.forwarded_publishes(), 1);
+  EXPECT_EQ(emu_.count_events("register", "dev-a"), 1u);
 }
 
 TEST(EmulatorRunner, PrintsWhereItListensAndStopsOnSigterm) {

@@ -88,8 +88,8 @@ void DpsEmulator::write_config() const {
     c << "listener " << port << " 127.0.0.1\n";
     // socket_domain: without it a WebSocket listener binds every interface, not just loopback.
     if (websocket) c << "protocol websockets\nsocket_domain ipv4\n";
-    c << "max_qos 1\n"
-      << "cafile " << pki_->ca_path().string() << "\n"
+    if (!opts_.allow_qos2) c << "max_qos 1\n";
+    c << "cafile " << pki_->ca_path().string() << "\n"
       << "certfile " << pki_->server_cert().string() << "\n"
       << "keyfile " << pki_->server_key().string() << "\n"
       << "tls_version tlsv1.2\n";

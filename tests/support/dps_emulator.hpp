@@ -55,6 +55,10 @@ struct EmulatorOptions {
   bool x509 = false;
   // Also listen for MQTT over WebSocket over TLS (any path, subprotocol "mqtt") on ws_port().
   bool websocket = false;
+  // Leave out the listeners' "max_qos 1". The broker caps every delivery to a client at its
+  // listener's max_qos, plugin messages included, so the qos2_flood scenario needs this; DPS
+  // itself grants at most QoS 1 (dps-protocol.md section 3), which only holds with it false.
+  bool allow_qos2 = false;
 };
 
 class DpsEmulator {
