@@ -61,8 +61,10 @@ class ProvisioningControl {
 class BusService {
  public:
   // Connects to the system bus ($DBUS_SYSTEM_BUS_ADDRESS honoured), exports the object,
-  // requests the name io.dpsd.Provisioning1, and attaches to `event`. Errors name the cause
-  // ("cannot connect to the system bus: …", "name io.dpsd.Provisioning1 is taken").
+  // requests the name io.dpsd.Provisioning1, and attaches to `event`. When the bus is not there,
+  // or the name is refused, or the connection is lost later, it logs the cause and keeps trying
+  // in the background with backoff (app/bus_connection.hpp); every string it puts on the bus is
+  // sanitized (core/text_sanitize.hpp). An error only when the service cannot exist at all.
   static Expected<std::unique_ptr<BusService>> create(sd_event* event,
                                                       ProvisioningControl& control);
   virtual ~BusService() = default;
