@@ -118,11 +118,14 @@ Properties Client::get_all() {
   return props;
 }
 
-void Client::reprovision() {
+std::uint64_t Client::reprovision() {
   Call c;
   const int r = sd_bus_call_method(bus_.get(), kBusName, kObjectPath, kInterface, "Reprovision",
                                    &c.error, &c.reply, "");
   if (r < 0) throw call_failure(c.error, r, "Reprovision");
+  std::uint64_t start_usec = 0;
+  check(sd_bus_message_read(c.reply, "t", &start_usec), "bad Reprovision reply");
+  return start_usec;
 }
 
 Properties Client::connection_info() {

@@ -51,8 +51,9 @@ class Client {
 
   // GetAll; Failure{kNotRunning} when nobody owns the name.
   Properties get_all();
-  // Reprovision(); Failure{kAccessDenied} when refused.
-  void reprovision();
+  // Reprovision() → the CLOCK_REALTIME µs at which dpsd runs the registration (now, or later
+  // when calls are rate-limited); Failure{kAccessDenied} when refused.
+  std::uint64_t reprovision();
   // GetConnectionInfo() → a{sv}.
   Properties connection_info();
 

@@ -14,11 +14,17 @@
 #include <vector>
 
 #include "bus_client.hpp"
+#include "core/text_sanitize.hpp"
 #include "dpsd/version.hpp"
 
 namespace {
 
 using namespace dpsctl;
+using dpsd::core::sanitize_text;
+
+// dpsd's Reprovision policy (daemon/app/daemon.cpp), named in what we print when a call was
+// deferred; the time itself always comes from dpsd.
+constexpr const char* kReprovisionLimit = "Reprovision is limited to one every 10 s";
 
 constexpr const char* kHelp = R"(Usage: dpsctl [OPTIONS] COMMAND
 
@@ -28,8 +34,9 @@ Commands:
   status [--json]                    show the provisioning state (--json: the D-Bus properties
                                      as one JSON object, for scripts)
   reprovision [--wait] [--timeout SEC]
-                                     register with DPS again now (root or group dpsd); with
-                                     --wait, return once that registration has finished
+                                     register with DPS again (root or group dpsd): now, or when
+                                     the rate limit allows (printed); with --wait, return once
+                                     that registration has finished
   wait [--timeout SEC]               block until dpsd is provisioned; waits for dpsd to appear
                                      on the bus if it is not running yet. Watches signals, does
                                      not poll
@@ -85,9 +92,15 @@ std::string or_dash(const std::string& s) {
   return s.empty() ? "-" : s;
 }
 
+// Every line dpsctl prints holds text from the bus (dpsd relays what DPS said), so it goes
+// through the one sanitizer: an ESC or a line break from outside never reaches the terminal.
+void print_line(std::ostream& out, const std::string& text) {
+  out << sanitize_text(text) << "\n";
+}
+
 void print_human(const Properties& p) {
   const auto line = [](const char* label, const std::string& value) {
-    std::printf("%14s: %s\n", label, value.c_str());
+    std::printf("%14s: %s\n", label, sanitize_text(value).c_str());
   };
   line("State", as_string(p, "State"));
   line("Hub", or_dash(as_string(p, "AssignedHub")));
@@ -136,16 +149,30 @@ std::optional<std::chrono::steady_clock::time_point> deadline_of(const Args& arg
 }
 
 int timeout_failure(const Args& args, const std::string& goal, const Properties& p, bool present) {
-  std::cerr << "dpsctl: timed out after " << args.timeout_sec << " s waiting for " << goal << " ("
-            << describe_state(p, present) << ")\n";
+  print_line(std::cerr, "dpsctl: timed out after " + std::to_string(args.timeout_sec) +
+                            " s waiting for " + goal + " (" + describe_state(p, present) + ")");
   return kTimeout;
+}
+
+// "re-provisioning now", or when dpsd deferred the call: at what time, and why.
+std::string start_words(std::uint64_t start_usec) {
+  const std::uint64_t now = now_usec();
+  // Half a second of slack: the call itself takes a moment, and "in 0 s" helps nobody.
+  if (start_usec <= now + 500000) return "re-provisioning now";
+  const std::uint64_t in_sec = (start_usec - now + 500000) / 1000000;
+  return "re-provisioning at " + format_time(start_usec) + " (in " + span_words(in_sec * 1000000) +
+         ": " + kReprovisionLimit + ")";
 }
 
 int cmd_status(const Args& args) {
   Client client;
   const Properties p = client.get_all();
   if (args.json) {
-    std::cout << to_json(p).dump(2) << "\n";
+    // ASCII only: every control character and every non-ASCII code point is a \u escape, so
+    // the JSON is valid and carries no raw byte a terminal would act on.
+    std::cout << to_json(p).dump(2, ' ', /*ensure_ascii=*/true,
+                                 nlohmann::json::error_handler_t::replace)
+              << "\n";
   } else {
     print_human(p);
   }
@@ -187,14 +214,19 @@ int cmd_reprovision(const Args& args) {
   Client client;
   if (args.wait) client.watch();
   const Properties before = client.get_all();
-  client.reprovision();
+  const std::uint64_t start_usec = client.reprovision();
+  print_line(std::cout, start_words(start_usec));
+  std::cout.flush();
   if (!args.wait) return kOk;
-  // Done when a registration that started after our call succeeded: ProvisionedUSec (µs)
-  // moves. State alone cannot tell: dpsd keeps State=provisioned while it confirms a valid
-  // assignment. A refusal is final only when it leaves State=failed; transient failures are
-  // retried by dpsd, so we keep waiting (until --timeout) and report LastError then.
-  const std::uint64_t attempt_before = as_u64(before, "LastAttemptUSec");
+  // Done when the registration dpsd runs at start_usec (or a later one) succeeded:
+  // ProvisionedUSec (µs) moves to start_usec or after. State alone cannot tell: dpsd keeps
+  // State=provisioned while it confirms a valid assignment. A refusal is final only when it
+  // leaves State=failed after an attempt of ours; transient failures are retried by dpsd, so we
+  // keep waiting (until --timeout) and report LastError then. An attempt "of ours" started at
+  // start_usec; a second of slack covers dpsd stamping LastAttemptUSec a moment before it
+  // computed start_usec, or its timer's realtime reading.
   const std::uint64_t provisioned_before = as_u64(before, "ProvisionedUSec");
+  const std::uint64_t ours_from = start_usec > 1000000 ? start_usec - 1000000 : 0;
   bool started = false;
   Properties last = before;
   bool last_present = true;
@@ -205,15 +237,17 @@ int cmd_reprovision(const Args& args) {
         last_present = present;
         if (!present) return false;
         const std::string state = as_string(p, "State");
-        if (state == "provisioning" || state == "retrying" ||
-            as_u64(p, "LastAttemptUSec") != attempt_before) {
-          started = true;
-        }
+        const std::uint64_t attempt = as_u64(p, "LastAttemptUSec");
+        // A call that joined a running registration gets that registration's start time, which
+        // LastAttemptUSec already showed: "ours" is by time, not by change.
+        if (attempt != 0 && attempt >= ours_from) started = true;
         if (state == "failed" && started) {
           throw Failure{kFailed,
                         "DPS refused the registration: " + or_dash(as_string(p, "LastError"))};
         }
-        return state == "provisioned" && as_u64(p, "ProvisionedUSec") != provisioned_before;
+        const std::uint64_t provisioned = as_u64(p, "ProvisionedUSec");
+        return state == "provisioned" && provisioned != provisioned_before &&
+               provisioned >= start_usec;
       },
       deadline_of(args));
   if (!ok) return timeout_failure(args, "the registration to finish", last, last_present);
@@ -221,7 +255,8 @@ int cmd_reprovision(const Args& args) {
 }
 
 int usage_error(const std::string& message) {
-  std::cerr << "dpsctl: " << message << "\nTry 'dpsctl --help'.\n";
+  print_line(std::cerr, "dpsctl: " + message);
+  std::cerr << "Try 'dpsctl --help'.\n";
   return kUsage;
 }
 
@@ -289,7 +324,7 @@ int main(int argc, char** argv) {
     if (args.command == "wait") return cmd_wait(args);
     if (args.command == "reprovision") return cmd_reprovision(args);
   } catch (const Failure& f) {
-    std::cerr << "dpsctl: " << f.message << "\n";
+    print_line(std::cerr, "dpsctl: " + f.message);
     return f.code;
   }
   return usage_error("unknown command '" + args.command + "'");
