@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <csignal>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -69,13 +70,23 @@ std::string bus_config(const std::filesystem::path& socket, bool include_project
   return text + "</busconfig>\n";
 }
 
-// A private dbus-daemon, stopped by PID with the object.
+// A private dbus-daemon, stopped by PID with the object. It can be killed and started again at
+// the same socket path, or created before it is started.
 class PrivateBus {
  public:
-  explicit PrivateBus(bool include_project_policy = true) {
+  explicit PrivateBus(bool include_project_policy = true, bool start_now = true) {
     // nobody must reach the socket: the temp dir is 0700 by mkdtemp.
     ::chmod(dir_.path().c_str(), 0755);
     write_file(dir_ / "bus.conf", bus_config(dir_ / "bus.sock", include_project_policy));
+    if (start_now) start();
+  }
+
+  // The address printed by dbus-daemon, with the guid of this run of it.
+  const std::string& address() const { return address_; }
+  // The socket alone, as a system's DBUS_SYSTEM_BUS_ADDRESS names it: valid across restarts.
+  std::string plain_address() const { return "unix:path=" + (dir_ / "bus.sock").string(); }
+
+  void start() {
     daemon_ = std::make_unique<Process>(
         std::vector<std::string>{"dbus-daemon", "--config-file=" + (dir_ / "bus.conf").string(),
                                  "--print-address=1", "--print-pid=1", "--nofork"});
@@ -88,7 +99,13 @@ class PrivateBus {
     const std::string out = daemon_->stdout_text();
     address_ = out.substr(0, out.find('\n'));
   }
-  const std::string& address() const { return address_; }
+
+  // As a crash: SIGKILL, so the socket file stays behind and nobody says goodbye.
+  void kill() {
+    daemon_->signal(SIGKILL);
+    if (!daemon_->wait_for_exit(10s)) throw std::runtime_error("dbus-daemon survived SIGKILL");
+    daemon_.reset();
+  }
 
  private:
   TempDir dir_{"dpsd-bus"};
@@ -554,6 +571,227 @@ TEST_F(Dbus, ConcurrentReprovisionCallsMakeOneRegistration) {
   // Let a second registration, if one were wrongly started, reach the emulator.
   std::this_thread::sleep_for(1s);
   EXPECT_EQ(registers(device->regid()), before + 1);
+}
+
+// One property of dpsd on the bus at `address`, via busctl; null when it cannot be read.
+json property_on(const std::string& address, const std::string& name) {
+  const CommandResult r = run_command(
+      {"busctl", "--address=" + address, "--json=short", "get-property", "io.dpsd.Provisioning1",
+       "/io/dpsd/Provisioning1", "io.dpsd.Provisioning1", name},
+      20s);
+  if (r.exit_code != 0) return nullptr;
+  return json::parse(r.out)["data"];
+}
+
+std::uint64_t realtime_usec() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+// Issue 10 item 4: dbus-daemon goes away (a crash, a restart) and comes back at the same
+// address. dpsd must notice, reconnect with backoff, export the object and own the name again.
+TEST_F(Dbus, ReconnectsWhenTheBusDaemonRestarts) {
+  PrivateBus bus;  // its own bus: the suite's stays up for the other tests
+  auto device = enroll();
+  ProcessOptions opts;
+  opts.env["DBUS_SYSTEM_BUS_ADDRESS"] = bus.plain_address();
+  Process dpsd({DPSD_BINARY, "--config", device->config_path().string(), "-v"}, opts);
+  ASSERT_TRUE(wait_until([&] { return property_on(bus.plain_address(), "State") == "provisioned"; },
+                         30s, 100ms))
+      << "dpsd did not show State=provisioned on the first bus within 30 s\n"
+      << dpsd.stderr_text();
+
+  bus.kill();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return dpsd.stderr_text().find("D-Bus connection lost; reconnecting in") !=
+               std::string::npos;
+      },
+      10s))
+      << "dpsd did not log the lost bus connection within 10 s\n"
+      << dpsd.stderr_text();
+  bus.start();  // same socket path, new guid: a restarted dbus-daemon
+
+  json state, hub;
+  const bool back = wait_until(
+      [&] {
+        state = property_on(bus.plain_address(), "State");
+        hub = property_on(bus.plain_address(), "AssignedHub");
+        return state == "provisioned" && hub == "hub-a.emulator.test";
+      },
+      40s, 200ms);
+  ASSERT_TRUE(back) << "dpsd was not back on the restarted bus within 40 s (State " << state.dump()
+                    << ", AssignedHub " << hub.dump() << ")\n"
+                    << dpsd.stderr_text();
+  EXPECT_TRUE(dpsd.running());
+  EXPECT_NE(dpsd.stderr_text().find("D-Bus: reconnected, name io.dpsd.Provisioning1 acquired"),
+            std::string::npos)
+      << dpsd.stderr_text();
+  EXPECT_EQ(property_on(bus.plain_address(), "DeviceId"), device->regid());
+  // The methods came back too, with their credential check (root here).
+  const CommandResult info =
+      run_command({"busctl", "--address=" + bus.plain_address(), "--json=short", "call",
+                   "io.dpsd.Provisioning1", "/io/dpsd/Provisioning1", "io.dpsd.Provisioning1",
+                   "GetConnectionInfo"},
+                  20s);
+  ASSERT_EQ(info.exit_code, 0) << describe(info);
+  EXPECT_EQ(json::parse(info.out)["data"][0]["DeviceId"]["data"], device->regid());
+}
+
+// dpsd started before dbus-daemon (an ordering mistake, or a bus that is slow to come up) must
+// get on the bus once it appears, not run without it for good.
+TEST_F(Dbus, StartedBeforeTheBusGetsOnItWhenItAppears) {
+  PrivateBus bus(/*include_project_policy=*/true, /*start_now=*/false);
+  auto device = enroll();
+  ProcessOptions opts;
+  opts.env["DBUS_SYSTEM_BUS_ADDRESS"] = bus.plain_address();
+  Process dpsd({DPSD_BINARY, "--config", device->config_path().string(), "-v"}, opts);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return dpsd.stderr_text().find("D-Bus: cannot connect to the system bus") !=
+               std::string::npos;
+      },
+      10s))
+      << "dpsd did not log the missing bus within 10 s\n"
+      << dpsd.stderr_text();
+  EXPECT_NE(dpsd.stderr_text().find("reconnecting in"), std::string::npos) << dpsd.stderr_text();
+  bus.start();
+  json state;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        state = property_on(bus.plain_address(), "State");
+        return state == "provisioned";
+      },
+      40s, 200ms))
+      << "dpsd did not appear on the bus with State=provisioned within 40 s (State " << state.dump()
+      << ")\n"
+      << dpsd.stderr_text();
+  EXPECT_NE(dpsd.stderr_text().find("D-Bus: connected, name io.dpsd.Provisioning1 acquired"),
+            std::string::npos)
+      << dpsd.stderr_text();
+}
+
+// Issue 10 item 1: DPS's error text is hostile. Neither the bus nor dpsctl's terminal output may
+// carry its ESC, BEL or line break raw.
+TEST_F(Dbus, HostileErrorTextIsEscapedOnTheBusAndInDpsctl) {
+  const std::string hostile = "\x1b]0;pwned\x07\nWATCHDOG=1";
+  auto device = enroll({{"name", "unauthorized"}, {"message", hostile}});
+  start_dpsd(*device);
+  expect_property_soon("State", "failed");
+  const json last_error = property("LastError");
+  ASSERT_TRUE(last_error.is_string()) << last_error.dump();
+  const std::string text = last_error.get<std::string>();
+  EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+  EXPECT_EQ(text.find('\x07'), std::string::npos) << text;
+  EXPECT_EQ(text.find('\n'), std::string::npos) << text;
+  // Escaped once, by the one sanitizer: readable, and not "\\e" (escaped twice).
+  EXPECT_NE(text.find("\\e]0;pwned\\x07\\nWATCHDOG=1"), std::string::npos) << text;
+  EXPECT_EQ(text.find("\\\\e"), std::string::npos) << "escaped twice: " << text;
+
+  const CommandResult human = dpsctl({"status"});
+  ASSERT_EQ(human.exit_code, 0) << describe(human);
+  EXPECT_EQ(human.out.find('\x1b'), std::string::npos) << human.out;
+  EXPECT_EQ(human.out.find('\x07'), std::string::npos) << human.out;
+  // Every line is one "Label: value": the error's line break did not start a line of its own.
+  std::istringstream lines(human.out);
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_TRUE(std::regex_search(line, std::regex(R"(^ *[A-Z][a-z ]+: )"))) << line;
+  }
+  EXPECT_NE(human.out.find("pwned"), std::string::npos) << human.out;
+
+  const CommandResult j = dpsctl({"status", "--json"});
+  ASSERT_EQ(j.exit_code, 0) << describe(j);
+  for (const char c : j.out) {
+    const auto byte = static_cast<unsigned char>(c);
+    EXPECT_TRUE(byte == '\n' || (byte >= 0x20 && byte < 0x7f))
+        << "raw byte " << static_cast<int>(byte) << " in dpsctl status --json";
+  }
+  const json parsed = json::parse(j.out, nullptr, false);
+  ASSERT_FALSE(parsed.is_discarded()) << "dpsctl status --json is not JSON:\n" << j.out;
+  EXPECT_EQ(parsed["LastError"], text);
+}
+
+// Issue 10 item 13: a burst of Reprovision calls makes at most one registration now and one at
+// the end of the minimum interval; every call returns at once with the time its registration
+// runs.
+TEST_F(Dbus, ReprovisionBurstIsCoalescedAndRateLimited) {
+  auto device = enroll();
+  start_dpsd(*device);
+  expect_property_soon("State", "provisioned");
+  const std::size_t before = registers(device->regid());
+
+  const auto burst_start = std::chrono::steady_clock::now();
+  std::uint64_t latest_start = 0;
+  for (int i = 0; i < 40; ++i) {
+    const CommandResult r =
+        busctl({"--json=short", "call", "io.dpsd.Provisioning1", "/io/dpsd/Provisioning1",
+                "io.dpsd.Provisioning1", "Reprovision"});
+    const std::uint64_t now = realtime_usec();
+    ASSERT_EQ(r.exit_code, 0) << "call " << i << ": " << describe(r);
+    const json reply = json::parse(r.out, nullptr, false);
+    ASSERT_TRUE(!reply.is_discarded() && reply["type"] == "t") << r.out;
+    const auto start = reply["data"][0].get<std::uint64_t>();
+    EXPECT_LE(start, now + 10'000'000) << "call " << i << " was scheduled more than 10 s ahead";
+    EXPECT_GT(start, 1700000000ull * 1000000) << "call " << i;
+    latest_start = std::max(latest_start, start);
+  }
+  const auto burst = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - burst_start);
+  std::cout << "40 Reprovision calls took " << burst.count() << " ms\n";
+
+  // Wait for the last scheduled registration to have run and succeeded.
+  json provisioned;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        provisioned = property("ProvisionedUSec");
+        return provisioned.is_number() && provisioned.get<std::uint64_t>() >= latest_start;
+      },
+      40s, 200ms))
+      << "no registration finished after the last scheduled start " << latest_start
+      << " within 40 s (ProvisionedUSec " << provisioned.dump() << ")";
+  std::this_thread::sleep_for(1s);  // let a wrongly started extra registration reach the log
+  // One now, then one per started 10 s interval of the burst (2 when it took under 10 s).
+  const std::size_t allowed = 1 + static_cast<std::size_t>((burst.count() + 9999) / 10000);
+  const std::size_t made = registers(device->regid()) - before;
+  EXPECT_GE(made, 1u);
+  EXPECT_LE(made, allowed) << "40 Reprovision calls in " << burst.count() << " ms made " << made
+                           << " registrations";
+}
+
+// dpsctl says when its registration runs: now, or at the end of the rate limit's interval, and
+// --wait then waits for that deferred registration.
+TEST_F(Dbus, DpsctlReprovisionSaysWhenItRunsAndWaitsForADeferredOne) {
+  auto device = enroll();
+  start_dpsd(*device);
+  expect_property_soon("State", "provisioned");
+  const std::size_t before = registers(device->regid());
+  const auto initial = property("ProvisionedUSec").get<std::uint64_t>();
+
+  const CommandResult now = dpsctl({"reprovision"});
+  ASSERT_EQ(now.exit_code, 0) << describe(now);
+  EXPECT_EQ(now.out, "re-provisioning now\n");
+  // That registration finished (so the next call is deferred, not joined to it).
+  json first;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        first = property("ProvisionedUSec");
+        return first.is_number() && first.get<std::uint64_t>() != initial;
+      },
+      30s, 100ms))
+      << "the requested registration did not finish within 30 s (ProvisionedUSec " << first.dump()
+      << ")";
+
+  const CommandResult deferred = dpsctl({"reprovision", "--wait", "--timeout", "40"});
+  ASSERT_EQ(deferred.exit_code, 0) << describe(deferred);
+  const std::regex said(
+      R"(^re-provisioning at .+ \(in ([0-9]+) s: Reprovision is limited to one every 10 s\)\n$)");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_match(deferred.out, m, said)) << deferred.out;
+  EXPECT_LE(std::stoi(m[1]), 10) << deferred.out;
+  // --wait returned once the deferred registration had succeeded, not at the first one's.
+  EXPECT_GT(property("ProvisionedUSec").get<std::uint64_t>(), first.get<std::uint64_t>());
+  EXPECT_EQ(registers(device->regid()), before + 2);
 }
 
 }  // namespace
