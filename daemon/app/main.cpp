@@ -1,5 +1,6 @@
 // dpsd: provisions this device with Azure IoT Hub DPS and keeps the assignment.
 #include <getopt.h>
+#include <sys/prctl.h>
 
 #include <cstdlib>
 #include <iostream>
@@ -44,6 +45,15 @@ Exit status:
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything reads a key: a non-dumpable process writes no core file (whatever the
+  // unit's LimitCORE= or the system's core_pattern say), and other processes of the same user
+  // cannot ptrace it or read its /proc/PID/mem or environ (they become root's). A core dump or
+  // a debugger attached by another service running as dpsd would otherwise see the device key,
+  // the PIN and the proxy password in memory. The flag survives nothing dpsd does later
+  // (no execve, no setuid). A failure is not fatal: the unit's LimitCORE=0 still holds.
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    std::cerr << "dpsd: warning: cannot mark the process non-dumpable\n";
+  }
   dpsd::app::Options options;
   enum { kCheckConfig = 1000, kOnce, kForce, kTimeout, kVersion, kNoBus };
   static const option kLongOptions[] = {

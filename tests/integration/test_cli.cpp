@@ -1,5 +1,6 @@
 // dpsd's command line as an operator meets it: --check-config, bad keys, bad configs, exit codes.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "support/files.hpp"
 #include "support/process.hpp"
@@ -106,6 +107,47 @@ TEST_F(Cli, BadArgumentsExitTwoWithUsage) {
   const CliRun help = dpsd({"--help"});
   EXPECT_EQ(help.code, 0);
   EXPECT_NE(help.out.find("Exit status"), std::string::npos);
+}
+
+// DPS's documented rule (config.cpp cites it): letters, digits, - . _ :, at most 128, the last
+// character a letter, a digit or '-'; case-insensitive, so upper case passes.
+TEST_F(Cli, CheckConfigAppliesTheRegistrationIdRule) {
+  const auto check = [&](const std::string& regid) {
+    std::string text = config((dir_ / "device.key").string());
+    const std::string from = "registration_id = \"dev-1\"";
+    text.replace(text.find(from), from.size(), "registration_id = \"" + regid + "\"");
+    write_file(dir_ / "config.toml", text);
+    return dpsd({"--check-config", "--config", (dir_ / "config.toml").string()});
+  };
+  for (const std::string& bad : {std::string(129, 'a'), std::string("device."),
+                                 std::string("dev$(id)"), std::string("dev ice")}) {
+    const CliRun r = check(bad);
+    EXPECT_EQ(r.code, 2) << bad << ": " << r.err;
+    EXPECT_NE(r.err.find("provisioning.registration_id: "), std::string::npos) << r.err;
+  }
+  for (const std::string& good :
+       {std::string(128, 'a'), std::string("Gateway-0042"), std::string("dev-")}) {
+    const CliRun r = check(good);
+    EXPECT_EQ(r.code, 0) << good << ": " << r.err;
+  }
+}
+
+// A proxy password in a config others can read is refused like a PIN there, without echoing it.
+TEST_F(Cli, CheckConfigRefusesAProxyPasswordInAReadableConfig) {
+  write_file(dir_ / "config.toml",
+             config((dir_ / "device.key").string()) +
+                 "[proxy]\nurl = \"http://u:hunter2@proxy.corp:3128\"\n",
+             0644);
+  const CliRun r = dpsd({"--check-config", "--config", (dir_ / "config.toml").string()});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("proxy.url: credentials in a URL need a config file readable only by its "
+                       "owner"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("hunter2"), std::string::npos) << r.err;
+  ::chmod((dir_ / "config.toml").c_str(), 0600);
+  const CliRun owner_only = dpsd({"--check-config", "--config", (dir_ / "config.toml").string()});
+  EXPECT_EQ(owner_only.code, 0) << owner_only.err;
 }
 
 }  // namespace

@@ -510,5 +510,122 @@ TEST(LoadConfig, ShippedDefaultsMatchTheCode) {
   EXPECT_EQ(c.runtime_dir, d.runtime_dir);
 }
 
+// [proxy]: a password in url only from a private file; credentials from a key-like file or a
+// systemd credential, resolved into proxy->user/password by load_config().
+TEST(LoadConfig, ProxyPasswordInUrlNeedsAPrivateConfigFile) {
+  ScratchDir dir;
+  const auto main = write(dir / "config.toml", kRequired, 0644);
+  const auto dropin = write(dir / "config.d/50-proxy.toml",
+                            "[proxy]\nurl = \"http://u:hunter2@proxy:3128\"\n", 0644);
+  const auto open = core::load_config(main);
+  ASSERT_EQ(open.problems.size(), 1u) << ::testing::PrintToString(lines(open));
+  EXPECT_EQ(open.problems[0].file, dropin.string());
+  EXPECT_EQ(open.problems[0].key, "proxy.url");
+  EXPECT_EQ(open.problems[0].to_string().find("hunter2"), std::string::npos);
+
+  ASSERT_EQ(::chmod(dropin.c_str(), 0600), 0);
+  const auto owner_only = core::load_config(main);
+  ASSERT_TRUE(owner_only.config) << ::testing::PrintToString(lines(owner_only));
+  EXPECT_EQ(owner_only.config->proxy->password, "hunter2");
+}
+
+TEST(LoadConfig, ProxyCredentialsFromAFile) {
+  ScratchDir dir;
+  const auto secret = write(dir / "keys/proxy", "proxyuser:pa:ss\n", 0600);
+  const auto main = write(dir / "config.toml", kRequired, 0644);
+  write(dir / "config.d/50-proxy.toml",
+        "[proxy]\nurl = \"http://proxy:3128\"\ncredentials = \"file://" + secret.string() + "\"\n",
+        0644);
+  const auto result = core::load_config(main);
+  ASSERT_TRUE(result.config) << ::testing::PrintToString(lines(result));
+  ASSERT_TRUE(result.config->proxy);
+  EXPECT_EQ(result.config->proxy->user, "proxyuser");
+  EXPECT_EQ(result.config->proxy->password, "pa:ss");  // split at the first ':'
+  EXPECT_EQ(result.config->proxy->display(), "http://proxyuser:***@proxy:3128");
+
+  // Key-file rules: readable by others is refused, naming the file and never the content.
+  ASSERT_EQ(::chmod(secret.c_str(), 0644), 0);
+  const auto open = core::load_config(main);
+  ASSERT_EQ(open.problems.size(), 1u) << ::testing::PrintToString(lines(open));
+  EXPECT_EQ(open.problems[0].key, "proxy.credentials");
+  EXPECT_EQ(open.problems[0].reason, "file " + secret.string() +
+                                         " has mode 0644; it must not be readable or writable by "
+                                         "others (chmod o-rwx " +
+                                         secret.string() + ")");
+  // A FIFO, a symlink or a file without "user:" are refused too.
+  fs::remove(secret);
+  ASSERT_EQ(::mkfifo(secret.c_str(), 0600), 0);
+  const auto fifo = core::load_config(main);
+  ASSERT_EQ(fifo.problems.size(), 1u);
+  EXPECT_EQ(fifo.problems[0].reason, "file " + secret.string() + " is a FIFO, not a regular file");
+  fs::remove(secret);
+  write(dir / "keys/real", "u:p\n", 0600);
+  fs::create_symlink(dir / "keys/real", secret);
+  const auto link = core::load_config(main);
+  ASSERT_EQ(link.problems.size(), 1u);
+  EXPECT_NE(link.problems[0].reason.find("is a symbolic link"), std::string::npos);
+  fs::remove(secret);
+  write(secret, "hunter2\n", 0600);
+  const auto shapeless = core::load_config(main);
+  ASSERT_EQ(shapeless.problems.size(), 1u);
+  EXPECT_EQ(shapeless.problems[0].reason,
+            "file " + secret.string() + " must hold one line, user:password");
+}
+
+TEST(LoadConfig, ProxyCredentialsFromASystemdCredential) {
+  ScratchDir dir;
+  write(dir / "creds/proxy", "cred-user:cred-pass", 0644);  // systemd owns the modes there
+  CredentialsDirectory creds((dir / "creds").string());
+  const auto main = write(dir / "config.toml",
+                          std::string(kRequired) +
+                              "[proxy]\nurl = \"http://proxy:3128\"\ncredentials = "
+                              "\"credential:proxy\"\n",
+                          0644);
+  const auto result = core::load_config(main);
+  ASSERT_TRUE(result.config) << ::testing::PrintToString(lines(result));
+  EXPECT_EQ(result.config->proxy->user, "cred-user");
+  EXPECT_EQ(result.config->proxy->password, "cred-pass");
+}
+
+TEST(LoadConfig, PayloadFileMustBeARegularFileHoldingAJsonObject) {
+  ScratchDir dir;
+  const auto payload = dir / "payload.json";
+  const auto main = write(dir / "config.toml",
+                          std::string(kRequired) + "payload_file = \"" + payload.string() + "\"\n");
+  // kRequired ends inside [provisioning.attestation]; put payload_file where it belongs.
+  write(main, "[provisioning]\npayload_file = \"" + payload.string() + "\"\n" +
+                  std::string(kRequired).substr(std::string(kRequired).find("id_scope")));
+  const auto expect_problem = [&](const std::string& reason) {
+    const auto result = core::load_config(main);
+    ASSERT_EQ(result.problems.size(), 1u) << ::testing::PrintToString(lines(result));
+    EXPECT_EQ(result.problems[0].to_string(),
+              payload.string() + ": provisioning.payload_file: " + reason);
+  };
+  write(payload, "[1, 2]");
+  expect_problem("must hold a JSON object, found an array");
+  write(payload, std::string(70000, ' ') + "{}");
+  expect_problem("is larger than 65536 bytes");
+  fs::remove(payload);
+  ASSERT_EQ(::mkfifo(payload.c_str(), 0644), 0);
+  expect_problem("is a FIFO, not a regular file");
+}
+
+TEST(LoadConfig, TrustBundleMustBeARegularFile) {
+  ScratchDir dir;
+  const auto bundle = dir / "ca.pem";
+  ASSERT_EQ(::mkfifo(bundle.c_str(), 0644), 0);
+  const auto main = write(dir / "config.toml", std::string(kRequired) + "[tls]\ntrust_bundle = \"" +
+                                                   bundle.string() + "\"\n");
+  const auto result = core::load_config(main);
+  ASSERT_EQ(result.problems.size(), 1u) << ::testing::PrintToString(lines(result));
+  EXPECT_EQ(result.problems[0].to_string(),
+            bundle.string() + ": tls.trust_bundle: is a FIFO, not a regular file");
+  // Distributions link their bundle: a symlink to a regular file is fine here.
+  fs::remove(bundle);
+  write(dir / "real.pem", "", 0644);
+  fs::create_symlink(dir / "real.pem", bundle);
+  EXPECT_TRUE(core::load_config(main).config);
+}
+
 }  // namespace
 }  // namespace dpsd
