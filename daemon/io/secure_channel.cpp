@@ -20,10 +20,12 @@
 #include <utility>
 #include <vector>
 
+#include "core/mqtt_inbound_gate.hpp"
 #include "core/websocket.hpp"
 #include "io/dns_resolver.hpp"
 #include "io/event_loop.hpp"
 #include "io/openssl_error.hpp"
+#include "io/private_dir.hpp"
 #include "io/unique_fd.hpp"
 
 namespace dpsd::io {
@@ -130,7 +132,9 @@ class RelayBuffer {
     }
     return bytes_.data() + end_;
   }
-  std::size_t space_size() const { return kCapacity - end_; }
+  // Room for more, counting what space() reclaims at the front: a few bytes the gate holds
+  // back must not leave a buffer that looks full and is never read again.
+  std::size_t space_size() const { return kCapacity - size(); }
   void produced(std::size_t n) { end_ += n; }
   void consumed(std::size_t n) {
     begin_ += n;
@@ -232,6 +236,9 @@ struct SecureChannel::Impl {
   void open_listener();
   void accept_clients();
   void pump();
+  bool gate_passes(std::string_view from_server);
+  std::size_t down_ready() const { return down.size() - gate.held_back(); }
+  std::size_t ws_down_ready() const { return ws_down.size() - gate.held_back(); }
   void update_interest();
   void on_connect_timeout();
   void on_handshake_timeout();
@@ -263,11 +270,15 @@ struct SecureChannel::Impl {
   std::string last_connect_error;
   std::string peer;
   std::string socket_path;
+  std::string socket_name;  // socket_path's last component, created in socket_dir_fd
   bool socket_file_exists = false;
   std::string close_reason;
 
   RelayBuffer up;    // client (libmosquitto) -> server
   RelayBuffer down;  // server -> client
+  // Every byte from the server passes it before libmosquitto may see it; the last
+  // gate.held_back() bytes of `down` / `ws_down` (an unfinished header) wait for the rest.
+  core::MqttInboundGate gate;
   bool client_eof = false;
   bool server_eof = false;
 
@@ -288,6 +299,7 @@ struct SecureChannel::Impl {
   // callback can run on a half-destroyed object and no source watches a closed fd), then the
   // SSL object, then the BIO state it points to and the fds.
   UniqueFd tcp;
+  UniqueFd socket_dir_fd;  // the checked private directory, while the socket file exists
   UniqueFd listener;
   UniqueFd client;
   SocketBioState bio_state;
@@ -619,6 +631,7 @@ bool SecureChannel::Impl::handle_ws_input(const char* data, std::size_t n) {
     close(status.error());
     return false;
   }
+  if (!gate_passes(events.data)) return false;
   ws_down += events.data;
   for (const std::string& ping : events.pings) {
     core::ws::encode_frame(core::ws::Opcode::Pong, ping, random_bytes<4>(), wire_out);
@@ -646,18 +659,29 @@ bool SecureChannel::Impl::handle_ws_input(const char* data, std::size_t n) {
 // learns the path from on_ready, so no credential can be written before verification.
 void SecureChannel::Impl::open_listener() {
   tcp_source.reset();  // quiet until the client is there; the kernel buffers the server's bytes
-  const std::string name =
+  socket_name =
       "mqtt-" + std::to_string(::getpid()) + "-" + std::to_string(++relay_socket_counter) + ".sock";
-  socket_path = (options.socket_dir / name).string();
+  socket_path = (options.socket_dir / socket_name).string();
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof address.sun_path) {
     return close("relay socket: path too long: " + socket_path);
   }
-  std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  // A symlink planted at socket_dir must not decide where the socket goes: the directory is
+  // opened without following it and checked (ours, 0700), and the socket is bound through
+  // that fd (/proc/self/fd/N/name resolves to the opened directory, not to the path again).
+  auto dir = open_private_dir(options.socket_dir);
+  if (!dir) return close("relay socket: " + dir.error());
+  socket_dir_fd = std::move(*dir);
+  const std::string bind_path =
+      "/proc/self/fd/" + std::to_string(socket_dir_fd.get()) + "/" + socket_name;
+  if (bind_path.size() >= sizeof address.sun_path) {
+    return close("relay socket: path too long: " + bind_path);
+  }
+  std::memcpy(address.sun_path, bind_path.c_str(), bind_path.size() + 1);
 
   // A crashed predecessor with a recycled pid may have left the name behind.
-  if (::unlink(socket_path.c_str()) < 0 && errno != ENOENT) {
+  if (::unlinkat(socket_dir_fd.get(), socket_name.c_str(), 0) < 0 && errno != ENOENT) {
     return close("relay socket: " + socket_path + ": " + errno_text(errno));
   }
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -762,6 +786,7 @@ void SecureChannel::Impl::pump() {
       char* space = down.space();
       const int n = SSL_read(ssl.get(), space, static_cast<int>(down.space_size()));
       if (n > 0) {
+        if (!gate_passes(std::string_view(space, static_cast<std::size_t>(n)))) return;
         down.produced(static_cast<std::size_t>(n));
         progress = true;
       } else {
@@ -780,8 +805,8 @@ void SecureChannel::Impl::pump() {
       }
     }
 
-    if (!down.empty()) {
-      const ssize_t n = ::send(client.get(), down.data(), down.size(), MSG_NOSIGNAL);
+    if (down_ready() > 0) {
+      const ssize_t n = ::send(client.get(), down.data(), down_ready(), MSG_NOSIGNAL);
       if (n > 0) {
         down.consumed(static_cast<std::size_t>(n));
         progress = true;
@@ -791,12 +816,24 @@ void SecureChannel::Impl::pump() {
     }
   }
 
-  if (server_eof && down.empty()) return close(std::string(kClosedByServer));
+  // Held-back bytes are the start of a header that will never be finished: not worth waiting.
+  if (server_eof && down_ready() == 0) return close(std::string(kClosedByServer));
   if (client_eof && up.empty()) {
     SSL_shutdown(ssl.get());  // best effort close_notify; we do not wait for the reply
     return close(std::string(kClosedByClient));
   }
   update_interest();
+}
+
+// A refused packet ends the channel before any of its bytes reach libmosquitto, which would
+// otherwise buffer all of it (see core/mqtt_inbound_gate.hpp). The reason is the gate's, so the
+// daemon reports "DPS sent a QoS 2 PUBLISH, …" as its LastError.
+bool SecureChannel::Impl::gate_passes(std::string_view from_server) {
+  if (auto status = gate.feed(from_server); !status) {
+    close(status.error());
+    return false;
+  }
+  return true;
 }
 
 // pump() for WebSocket: client bytes become one masked binary frame per read (MQTT does not
@@ -871,8 +908,8 @@ void SecureChannel::Impl::pump_ws() {
       }
     }
 
-    if (!ws_down.empty()) {
-      const ssize_t n = ::send(client.get(), ws_down.data(), ws_down.size(), MSG_NOSIGNAL);
+    if (ws_down_ready() > 0) {
+      const ssize_t n = ::send(client.get(), ws_down.data(), ws_down_ready(), MSG_NOSIGNAL);
       if (n > 0) {
         ws_down.erase(0, static_cast<std::size_t>(n));
         progress = true;
@@ -882,8 +919,8 @@ void SecureChannel::Impl::pump_ws() {
     }
   }
 
-  if (ws_close_received && wire_out.empty() && ws_down.empty()) return close(ws_close_reason);
-  if (server_eof && ws_down.empty()) return close(std::string(kClosedByServer));
+  if (ws_close_received && wire_out.empty() && ws_down_ready() == 0) return close(ws_close_reason);
+  if (server_eof && ws_down_ready() == 0) return close(std::string(kClosedByServer));
   if (client_eof && up.empty() && wire_out.empty()) {
     // Best effort, like close_notify: a close frame (1000) and we are gone.
     std::string bye;
@@ -907,7 +944,7 @@ void SecureChannel::Impl::update_interest_ws() {
 
   std::uint32_t client_events = 0;
   if (!client_eof && up.space_size() > 0) client_events |= EPOLLIN;
-  if (!ws_down.empty()) client_events |= EPOLLOUT;
+  if (ws_down_ready() > 0) client_events |= EPOLLOUT;
   set_events(client_source.get(), client_events);
 }
 
@@ -921,7 +958,7 @@ void SecureChannel::Impl::update_interest() {
 
   std::uint32_t client_events = 0;
   if (!client_eof && up.space_size() > 0) client_events |= EPOLLIN;
-  if (!down.empty()) client_events |= EPOLLOUT;
+  if (down_ready() > 0) client_events |= EPOLLOUT;
   set_events(client_source.get(), client_events);
 }
 
@@ -1013,10 +1050,11 @@ void SecureChannel::Impl::schedule(EventSourcePtr& slot, sd_event_handler_t hand
   slot.reset(raw);
 }
 
+// Through the directory fd it was created in, so a swapped path cannot redirect the unlink.
 void SecureChannel::Impl::remove_socket_file() {
-  if (!socket_file_exists) return;
-  ::unlink(socket_path.c_str());
+  if (socket_file_exists) ::unlinkat(socket_dir_fd.get(), socket_name.c_str(), 0);
   socket_file_exists = false;
+  socket_dir_fd.reset();
 }
 
 int SecureChannel::Impl::on_tcp_io(sd_event_source* /*source*/, int /*fd*/, uint32_t /*revents*/,

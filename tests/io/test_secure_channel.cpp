@@ -258,17 +258,32 @@ int application_records(const std::string& msg_log) {
   return count;
 }
 
-std::string reversed_lines(const std::string& text) {
-  std::string out;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    const std::size_t end = text.find('\n', start);
-    std::string line = text.substr(start, end - start);
-    out.append(line.rbegin(), line.rend());
-    out += '\n';
-    start = end + 1;
+// s_server -rev answers each line with the line reversed. The relay only lets MQTT through
+// to the client (the inbound gate), so each test line is chosen so that its answer is one MQTT
+// packet: a SUBACK-typed fixed header, then `text`, then the newline s_server appends, which is
+// the packet's last byte.
+struct Echo {
+  std::string line;    // what the client sends
+  std::string answer;  // what s_server sends back
+};
+
+Echo mqtt_echo(const std::string& text) {
+  const std::size_t length = text.size() + 1;
+  std::string answer = "\x90";
+  for (std::size_t n = length;;) {  // MQTT 3.1.1 2.2.3 remaining length
+    auto byte = static_cast<std::uint8_t>(n % 128);
+    n /= 128;
+    answer += static_cast<char>(n > 0 ? byte | 0x80 : byte);
+    if (n == 0) break;
   }
-  return out;
+  // s_server splits lines at \n and strips a trailing \r, so neither may be in the header.
+  EXPECT_EQ(answer.find_first_of("\r\n"), std::string::npos) << "pick another length: " << length;
+  answer += text + "\n";
+  Echo echo;
+  echo.line.assign(answer.rbegin() + 1, answer.rend());
+  echo.line += '\n';
+  echo.answer = std::move(answer);
+  return echo;
 }
 
 TEST_F(SecureChannelTest, HandshakeThenRelaysBytesBothWays) {
@@ -286,17 +301,22 @@ TEST_F(SecureChannelTest, HandshakeThenRelaysBytesBothWays) {
 
   Fd client = connect_unix(ready_path_);
   ASSERT_GE(client.get(), 0);
-  EXPECT_EQ(exchange(client.get(), "hello\n", 6), "olleh\n");
+  const Echo hello = mqtt_echo("hello");
+  EXPECT_EQ(exchange(client.get(), hello.line, hello.answer.size()), hello.answer);
   // Accepted: the name is gone, so nobody else can even try.
   EXPECT_TRUE(run_until([&] { return !fs::exists(ready_path_); }, 5s))
       << "relay socket file still there after accept";
 
   // Far more than both 16 KiB buffers, so back-pressure in both directions is exercised.
   std::string bulk;
+  std::string answers;
   for (int i = 0; bulk.size() < 400 * 1024; ++i) {
-    bulk += "line " + std::to_string(i) + " " + std::string(200 + i % 300, 'a' + i % 26) + "\n";
+    const Echo echo =
+        mqtt_echo("line " + std::to_string(i) + " " + std::string(200 + i % 300, 'a' + i % 26));
+    bulk += echo.line;
+    answers += echo.answer;
   }
-  EXPECT_EQ(exchange(client.get(), bulk, bulk.size()), reversed_lines(bulk));
+  EXPECT_EQ(exchange(client.get(), bulk, answers.size()), answers);
 
   client.reset();
   EXPECT_EQ(wait_closed(), "connection closed by client");
@@ -312,7 +332,8 @@ TEST_F(SecureChannelTest, ServerCloseIsReported) {
   ASSERT_FALSE(HasFailure());
   Fd client = connect_unix(ready_path_);
   ASSERT_GE(client.get(), 0);
-  EXPECT_EQ(exchange(client.get(), "abc\n", 4), "cba\n");
+  const Echo abc = mqtt_echo("abc");
+  EXPECT_EQ(exchange(client.get(), abc.line, abc.answer.size()), abc.answer);
   // s_server -rev ends the connection when it reads CLOSE.
   exchange(client.get(), "CLOSE\n", 0);
   EXPECT_EQ(wait_closed(), "connection closed by server");
@@ -331,7 +352,8 @@ TEST_F(SecureChannelTest, ServerLogShowsRelayedApplicationData) {
   ASSERT_FALSE(HasFailure());
   Fd client = connect_unix(ready_path_);
   ASSERT_GE(client.get(), 0);
-  EXPECT_EQ(exchange(client.get(), "marker\n", 7), "rekram\n");
+  const Echo marker = mqtt_echo("marker");
+  EXPECT_EQ(exchange(client.get(), marker.line, marker.answer.size()), marker.answer);
   EXPECT_TRUE(run_until([&] { return application_records(server->stdout_text()) > 0; }, 5s))
       << "s_server -msg logged no inbound application data; its stdout:\n"
       << server->stdout_text();
@@ -461,7 +483,35 @@ TEST_F(SecureChannelTest, OtherProcessIsRefused) {
   // Still listening: our own process gets through.
   Fd client = connect_unix(ready_path_);
   ASSERT_GE(client.get(), 0);
-  EXPECT_EQ(exchange(client.get(), "abc\n", 4), "cba\n");
+  const Echo abc = mqtt_echo("abc");
+  EXPECT_EQ(exchange(client.get(), abc.line, abc.answer.size()), abc.answer);
+}
+
+// A symlink planted where the private directory should be: the relay socket must not be
+// created wherever it points (issue 10 item 10), and the channel says why it stopped.
+TEST_F(SecureChannelTest, SymlinkedSocketDirIsRefused) {
+  auto server = start_server(pki->server_cert(), pki->server_key());
+  TempDir elsewhere("dpsd-channel-elsewhere");
+  const fs::path link = sockets_.path() / "private";
+  fs::create_directory_symlink(elsewhere.path(), link);
+  auto o = options("localhost", port_);
+  o.socket_dir = link;
+  open_channel(o);
+  EXPECT_EQ(wait_closed(), "relay socket: " + link.string() + " is a symlink; refusing to use it");
+  EXPECT_EQ(ready_calls_, 0);
+  EXPECT_TRUE(dir_entries(elsewhere.path()).empty());
+}
+
+TEST_F(SecureChannelTest, SocketDirOpenToOthersIsRefused) {
+  auto server = start_server(pki->server_cert(), pki->server_key());
+  const fs::path dir = sockets_.path() / "open";
+  fs::create_directory(dir);
+  fs::permissions(dir, fs::perms(0755));
+  auto o = options("localhost", port_);
+  o.socket_dir = dir;
+  open_channel(o);
+  EXPECT_EQ(wait_closed(), "relay socket: " + dir.string() + " has mode 0755; it must be 0700");
+  EXPECT_TRUE(dir_entries(dir).empty());
 }
 
 TEST_F(SecureChannelTest, DestructionCancelsCallbacksAndRemovesSocket) {
