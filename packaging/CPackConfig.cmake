@@ -93,7 +93,9 @@ set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "systemd, dbus")
+# ca-certificates: the default trust bundle is the OS store (/etc/ssl/certs/ca-certificates.crt);
+# without it the first TLS handshake with DPS fails with "certificate verify failed" (issue 11).
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "systemd, dbus, ca-certificates")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 # lintian reads overrides from the package itself; the RPM leaves the file out (%exclude below).
 install(FILES ${_pkg_dir}/deb/lintian-overrides
@@ -108,7 +110,7 @@ set(CPACK_RPM_PACKAGE_RELEASE 1)
 set(CPACK_RPM_PACKAGE_LICENSE "MIT")
 set(CPACK_RPM_PACKAGE_GROUP "System Environment/Daemons")
 set(CPACK_RPM_PACKAGE_URL ${CPACK_PACKAGE_HOMEPAGE_URL})
-set(CPACK_RPM_PACKAGE_REQUIRES "systemd, dbus")
+set(CPACK_RPM_PACKAGE_REQUIRES "systemd, dbus, ca-certificates")
 set(CPACK_RPM_SPEC_MORE_DEFINE "%define _build_id_links none\n%define debug_package %{nil}")
 set(CPACK_RPM_USER_FILELIST
   "%config(noreplace) /etc/dpsd/config.toml"

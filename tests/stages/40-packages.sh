@@ -2,7 +2,9 @@
 # Builds the .deb and the .rpm with CPack from the test build and checks them:
 #  - lintian on the .deb: no errors, no warnings (overrides: packaging/deb/lintian-overrides);
 #  - the .deb's file list, conffiles, maintainer scripts and permissions;
-#  - rpm -qlp lists exactly packaging/rpm-files.txt, and the rpm carries the scriptlets.
+#  - rpm -qlp lists exactly packaging/rpm-files.txt, and the rpm carries the scriptlets;
+#  - both packages depend on ca-certificates;
+#  - systemd-analyze security: dpsd.service and the example consumer at most 2.0.
 # The packages are left in $DPSD_TEST_BUILD_DIR for the boot test (60-boot.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -62,6 +64,9 @@ for s in postinst prerm postrm; do
 done
 check "deb: Depends names the runtime libraries" \
   bash -c 'dpkg-deb -f "$1" Depends | grep -q libmosquitto1' _ "$deb"
+# The default trust bundle is the OS store: without ca-certificates no DPS handshake verifies.
+check "deb: Depends on ca-certificates" \
+  bash -c 'dpkg-deb -f "$1" Depends | grep -qw ca-certificates' _ "$deb"
 
 echo "--- rpm"
 expected=packaging/rpm-files.txt
@@ -78,6 +83,21 @@ for s in "postinstall scriptlet" "preuninstall scriptlet" "postuninstall scriptl
 done
 check "rpm: config.toml is %config(noreplace)" \
   bash -c 'rpm -qp --configfiles "$1" 2>/dev/null | grep -qx /etc/dpsd/config.toml' _ "$rpmfile"
+check "rpm: Requires ca-certificates" \
+  bash -c 'rpm -qp --requires "$1" 2>/dev/null | grep -qx "ca-certificates"' _ "$rpmfile"
 check "rpm and deb carry the same version" \
   test "$(rpm -qp --qf '%{VERSION}-%{RELEASE}' "$rpmfile" 2>/dev/null)" = "$(dpkg-deb -f "$deb" Version)"
+# Both units as shipped, by systemd's own scoring: exposure at most 2.0 ("--threshold=20" is in
+# tenths; systemd-analyze exits non-zero above it). The example consumer is what operators copy,
+# so it is held to the same bar as dpsd.
+echo "--- systemd-analyze security"
+for unit in systemd/dpsd.service systemd/examples/iothub-consumer.service; do
+  if out=$(systemd-analyze security --offline=true --threshold=20 "$unit" 2>&1); then
+    echo "ok: $(grep -o 'Overall exposure level for .*' <<<"$out")"
+  else
+    grep -o 'Overall exposure level for .*' <<<"$out" || echo "$out" | tail -5
+    echo "FAIL: $unit: exposure above 2.0"
+    fail=1
+  fi
+done
 exit $fail
