@@ -15,7 +15,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string current;
   for (std::size_t i = 0; i < size; ++i) {
     if (data[i] == 0 && documents.size() < 2) {
-      documents.push_back({kNames[documents.size()], current});
+      // The first drop-in counts as a private file (mode 0600), the others as world-readable,
+      // so both sides of the proxy-password rule are reached.
+      documents.push_back({kNames[documents.size()], current, documents.size() == 1});
       current.clear();
     } else {
       current.push_back(static_cast<char>(data[i]));

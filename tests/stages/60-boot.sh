@@ -14,6 +14,9 @@
 #    serves the kept state from cache without rewriting it;
 #  - dpkg -i again (the upgrade path): state, edited conffile, drop-in and key kept;
 #  - boot 2, emulator stopped: provisioned from cache (Source=cache), consumer as above;
+#  - boot 3, a DPS whose reply names the hub "evil$(id)x.example": dpsd refuses the reply
+#    (LastError names assignedHub, no iothub.env with it) and the example consumer never runs
+#    `id` (it passes the values as arguments, never through a shell);
 #  - dpkg --purge removes every file the package installed, /etc/dpsd and /var/lib/dpsd.
 # The container is always stopped by the nspawn PID, whatever happens.
 set -euo pipefail
@@ -106,7 +109,8 @@ echo "ok: dpkg -i installed dpsd"
 in_root dpkg -L dpsd 2>/dev/null | sort >"$results/dpkg-L.txt"
 check "user dpsd created by systemd-sysusers" in_root getent passwd dpsd
 check "/var/lib/dpsd 0750 dpsd:dpsd" test "$(in_root stat -c '%a %U:%G' /var/lib/dpsd)" = "750 dpsd:dpsd"
-check "/etc/dpsd/keys 0700 dpsd:dpsd" test "$(in_root stat -c '%a %U:%G' /etc/dpsd/keys)" = "700 dpsd:dpsd"
+# Owned by root: the dpsd account must not be able to plant keys/device.key -> /etc/<root file>.
+check "/etc/dpsd/keys 0750 root:dpsd" test "$(in_root stat -c '%a %U:%G' /etc/dpsd/keys)" = "750 root:dpsd"
 check "dpsd.service enabled" test -L "$root/etc/systemd/system/multi-user.target.wants/dpsd.service"
 
 # ---- the DPS emulator on the host's loopback
@@ -136,8 +140,12 @@ registration_id = "$regid"
 [tls]
 trust_bundle = "/etc/dpsd/dps-test-ca.pem"
 TOML
-printf '%s\n' "$key" >"$root/etc/dpsd/keys/device.key"
-in_root sh -c 'chown root:dpsd /etc/dpsd/keys/device.key && chmod 0640 /etc/dpsd/keys/device.key'
+# The documented install: install(1) replaces the destination, never writes through a symlink.
+(umask 077 && printf '%s\n' "$key" >"$root/root/device.key")
+in_root install -m 0640 -o root -g dpsd /root/device.key /etc/dpsd/keys/device.key
+rm -f "$root/root/device.key"
+check "key installed 0640 root:dpsd" \
+  test "$(in_root stat -c '%a %U:%G' /etc/dpsd/keys/device.key)" = "640 root:dpsd"
 check "dpsd --check-config as user dpsd" in_root setpriv --reuid=dpsd --regid=dpsd --init-groups dpsd --check-config
 
 # ---- the example consumer and the checker
@@ -150,6 +158,29 @@ cat >"$root/usr/local/sbin/dpsd-boot-check" <<'SH'
 out=/results/boot-$BOOT.txt
 : >"$out"
 say() { echo "$1=$2" >>"$out"; }
+prop() { busctl get-property io.dpsd.Provisioning1 /io/dpsd/Provisioning1 io.dpsd.Provisioning1 "$1" 2>/dev/null | sed -E 's/^s "(.*)"$/\1/'; }
+if [ "$BOOT" = 3 ]; then
+  # A hostile hub name: dpsd must refuse the reply; nothing may ever run `id`.
+  err=""
+  i=0
+  while [ $i -lt 600 ]; do   # 60 s, bounded
+    err=$(prop LastError)
+    case "$err" in *assignedHub*) break ;; esac
+    sleep 0.1; i=$((i + 1))
+  done
+  say LAST_ERROR_NAMES_HUB "$(case "$err" in *assignedHub*) echo 1 ;; *) echo 0 ;; esac)"
+  say STATE "$(prop State)"
+  say ENV_HAS_EVIL "$(if grep -qs evil /run/dpsd/iothub.env; then echo 1; else echo 0; fi)"
+  sleep 2   # the consumer's own attempt (it is not ordered before this checker when the wait fails)
+  say CONSUMER_RAN_ID "$(journalctl -b -u iothub-consumer.service -o cat | grep -c 'uid=')"
+  {
+    systemctl status --no-pager dpsd.service iothub-consumer.service
+    journalctl -b --no-pager -u dpsd.service -u dpsd-wait-provisioned.service -u iothub-consumer.service
+  } >/results/boot-$BOOT.journal 2>&1
+  say DONE 1
+  systemctl --no-block poweroff
+  exit 0
+fi
 state=""
 i=0
 while [ $i -lt 600 ]; do   # 60 s, bounded
@@ -272,6 +303,35 @@ echo "--- boot 2: DPS emulator stopped, served from cache"
 stop_emulator
 boot 2
 assert_boot 2 cache
+
+echo "--- boot 3: DPS answers with a hostile hub name"
+hostile_regid=gateway-hostile-0001
+mkdir -p "$work/emulator3"
+# Single quotes: "$(id)" is the attack, not something for this script's shell.
+"$build/tests/emulator/dps-emulator-run" --dir "$work/emulator3" --scope "$scope" \
+  --device "$hostile_regid=$key" \
+  --scenario "$hostile_regid="'{"name":"immediate","patch":{"registrationState":{"assignedHub":"evil$(id)x.example"}}}' \
+  >"$work/emulator3.json" 2>"$work/emulator3.err" &
+emulator_pid=$!
+for _ in $(seq 100); do [ -s "$work/emulator3.json" ] && break; sleep 0.1; done
+[ -s "$work/emulator3.json" ] || { echo "FAIL: the hostile DPS emulator did not start"; cat "$work/emulator3.err"; exit 1; }
+port3=$(sed -E 's/.*"port":([0-9]+).*/\1/' "$work/emulator3.json")
+cp "$(sed -E 's/.*"ca":"([^"]+)".*/\1/' "$work/emulator3.json")" "$root/etc/dpsd/dps-test-ca.pem"
+sed -i -e "s/^global_endpoint = .*/global_endpoint = \"localhost:$port3\"/" \
+  -e "s/^registration_id = .*/registration_id = \"$hostile_regid\"/" "$root/etc/dpsd/config.d/10-device.toml"
+rm -f "$root/var/lib/dpsd/state.json"
+# dpsctl wait would hold the checker for its full 120 s: dpsd never provisions in this boot.
+mkdir -p "$root/etc/systemd/system/dpsd-wait-provisioned.service.d"
+printf '[Service]\nExecStart=\nExecStart=/usr/bin/dpsctl wait --timeout 15\n' \
+  >"$root/etc/systemd/system/dpsd-wait-provisioned.service.d/boot3.conf"
+boot 3
+stop_emulator
+rm -rf "$root/etc/systemd/system/dpsd-wait-provisioned.service.d"
+check "boot 3: checker ran" test "$(value 3 DONE)" = 1
+check "boot 3: dpsd refused the reply (LastError names assignedHub)" test "$(value 3 LAST_ERROR_NAMES_HUB)" = 1
+check "boot 3: not provisioned" test "$(value 3 STATE)" != provisioned
+check "boot 3: iothub.env never held the hostile hub" test "$(value 3 ENV_HAS_EVIL)" = 0
+check "boot 3: nothing ran id (no uid= in the consumer's journal)" test "$(value 3 CONSUMER_RAN_ID)" = 0
 
 echo "--- dpkg --purge dpsd"
 in_root dpkg --purge dpsd >"$results/purge.log" 2>&1 || { cat "$results/purge.log"; fail=1; }
