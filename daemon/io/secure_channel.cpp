@@ -516,7 +516,11 @@ void SecureChannel::Impl::begin_tls() {
   } else {
     names_ok = SSL_set_tlsext_host_name(ssl.get(), options.host.c_str()) == 1 &&
                SSL_set1_host(ssl.get(), options.host.c_str()) == 1;
-    SSL_set_hostflags(ssl.get(), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    // The name must match a DNS SAN: a certificate without SANs is not matched on its subject
+    // CN (RFC 6125 6.4.4 leaves that to legacy clients; IoT Hub and DPS certificates carry
+    // SANs), so "CN=localhost" alone proves nothing.
+    SSL_set_hostflags(ssl.get(),
+                      X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
   }
   if (!names_ok)
     return close("TLS: cannot check host name " + options.host + ": " + openssl_reason());

@@ -18,7 +18,12 @@ struct SslCtxDeleter {
 };
 using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
 
-// Error names the bundle path and OpenSSL's reason.
+// TLS 1.2 is limited to ECDHE + AEAD suites (what IoT Hub/DPS offer); TLS 1.3 keeps OpenSSL's
+// suites. Error names the bundle path and OpenSSL's reason; a trust source that yields no CA
+// certificate at all (an empty or certificate-less bundle, or no OS store: neither the default
+// file, normally /etc/ssl/certs/ca-certificates.crt, nor the hashed directory holds one) is
+// "no trusted CA certificates found in <file>: install ca-certificates or set [tls]
+// trust_bundle" (for a configured bundle the advice is about that file).
 Expected<SslCtxPtr> make_client_tls_context(
     const std::optional<std::filesystem::path>& trust_bundle);
 
