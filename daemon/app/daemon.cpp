@@ -20,6 +20,7 @@
 #include "io/key_source.hpp"
 #include "io/log.hpp"
 #include "io/pkcs11_signer.hpp"
+#include "io/private_dir.hpp"
 
 namespace dpsd::app {
 
@@ -69,17 +70,6 @@ bool iequals(std::string_view a, std::string_view b) {
     if (lower(a[i]) != lower(b[i])) return false;
   }
   return true;
-}
-
-// The relay socket lives in a directory only we can enter.
-Status make_private_dir(const std::filesystem::path& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Error{"cannot create " + dir.string() + ": " + ec.message()};
-  if (::chmod(dir.c_str(), 0700) != 0) {
-    return Error{"cannot chmod 0700 " + dir.string() + ": " + std::strerror(errno)};
-  }
-  return ok_status();
 }
 
 // The earliest time a set clock can show: this build's time. DPSD_CLOCK_FLOOR (seconds since
@@ -243,7 +233,8 @@ bool Daemon::prepare_identity() {
     }
   }
 
-  if (auto status = make_private_dir(config_.runtime_dir / "private"); !status) {
+  // The relay socket lives in a directory only we can enter, created without following links.
+  if (auto status = io::make_private_dir(config_.runtime_dir / "private"); !status) {
     status_.last_error = "paths.runtime_dir: " + status.error();
     io::log_error(status_.last_error);
     return false;
@@ -689,7 +680,14 @@ int check_config(const std::filesystem::path& config_path) {
                          ": provisioning.attestation.symmetric_key: " + status.error());
     }
   }
-  for (const auto& problem : problems) std::cerr << problem << "\n";
+  if (result.config) {
+    // The trust store is a dependency: an empty or missing bundle fails every handshake with a
+    // bare "certificate verify failed", so say which file and what to do.
+    if (auto tls = io::make_client_tls_context(result.config->trust_bundle); !tls) {
+      problems.push_back(config_path.string() + ": tls.trust_bundle: " + tls.error());
+    }
+  }
+  for (const auto& problem : problems) std::cerr << core::sanitize_text(problem) << "\n";
   if (!problems.empty()) {
     std::cerr << problems.size() << (problems.size() == 1 ? " problem" : " problems")
               << " in the configuration\n";

@@ -100,6 +100,9 @@ TEST_F(Transports, MqttThroughProxyWithCredentials) {
   auto device = enroll();
   device->write_config("[proxy]\nurl = \"" + proxy.url(std::string("dev:") + kProxyPassword) +
                        "\"\n");
+  // A password in the URL is accepted only in a config that only its owner can read.
+  std::filesystem::permissions(device->config_path(), std::filesystem::perms::owner_read |
+                                                          std::filesystem::perms::owner_write);
   const RunResult r = run_with_env(*device, {}, {"--once", "--force", "-v"});
   ASSERT_EQ(r.exit_code, 0) << describe(r);
   EXPECT_GE(proxy.tunnels(), 1);
@@ -111,9 +114,12 @@ TEST_F(Transports, MqttThroughProxyWithCredentials) {
 TEST_F(Transports, WebSocketThroughProxy) {
   ConnectProxy proxy(with_credentials());
   auto device = enroll();
-  device->write_config(
-      "[proxy]\nurl = \"" + proxy.url(std::string("dev:") + kProxyPassword) + "\"\n", "individual",
-      ws_endpoint(emulator()), {}, "transport = \"mqtt-ws\"\n");
+  // The credentials in a file of their own (0600), the URL without them.
+  const auto credentials = device->config_path().parent_path() / "proxy-credentials";
+  write_file(credentials, std::string("dev:") + kProxyPassword, 0600);
+  device->write_config("[proxy]\nurl = \"" + proxy.url("") + "\"\ncredentials = \"file://" +
+                           credentials.string() + "\"\n",
+                       "individual", ws_endpoint(emulator()), {}, "transport = \"mqtt-ws\"\n");
   const RunResult r = run_with_env(*device, {});
   ASSERT_EQ(r.exit_code, 0) << describe(r);
   EXPECT_GE(proxy.tunnels(), 1);
