@@ -35,6 +35,9 @@
 //   device_id    deviceId in the assignment (default: the registration id).
 //   hub          assignedHub (default hubs[0]; reassign cycles through hubs).
 //   patch        JSON merge patch applied to the final 200 body (e.g. to drop deviceId).
+//   accept_patch JSON merge patch applied to the register's 202 body (e.g. a hostile
+//                operationId; a poll of an operationId the emulator never issued is answered
+//                leniently, see unknown_operation).
 //   throttle:        status 429|500|503 (default 429), times K (default 1): the first K
 //                    requests (register or poll) get that status, then behave like normal.
 //   failed:          error_code (default 400207), message.
@@ -946,7 +949,9 @@ class Emulator {
           }
           answer(200, std::move(final_answer), false);
         } else if (!req.poll) {
-          answer(202, {{"operationId", op_id}, {"status", "assigning"}}, true);
+          json accepted = {{"operationId", op_id}, {"status", "assigning"}};
+          if (sc.contains("accept_patch")) accepted.merge_patch(sc["accept_patch"]);
+          answer(202, std::move(accepted), true);
           if (name == "drop_after_accept" && ds.accept_drop_left > 0) {
             --ds.accept_drop_left;
             kick_after_answer = true;
