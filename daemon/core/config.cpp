@@ -1070,29 +1070,33 @@ ConfigResult parse_config(const std::vector<ConfigDocument>& documents) {
 ConfigResult load_config(const std::filesystem::path& main_file) {
   std::vector<ConfigDocument> documents;
   std::vector<ConfigProblem> read_problems;
-  // Reads one config file; a problem names the file, and the message what is wrong with it.
-  const auto read_document = [&read_problems](const std::filesystem::path& path,
-                                              ConfigDocument& document) -> int {
+  // Reads one config file into `document`: true when read. A problem names the file, its
+  // reason what is wrong with it; a missing file is left to the caller when missing_ok.
+  const auto read_document = [&read_problems](ConfigDocument& document, bool missing_ok,
+                                              bool* missing) {
     int open_errno = 0;
-    auto file = open_regular_file(path.string(), "", false, &open_errno);
-    if (file) {
-      document.private_file = !private_file_problem(file->st, path.string(), path.string());
-      if (auto read = read_opened_file(*file, kMaxConfigFileSize, "", document.text); read) {
-        return 0;
-      } else {
-        read_problems.push_back({document.name, "", read.error()});
-        return -1;
+    auto file = open_regular_file(document.name, "", false, &open_errno);
+    if (missing != nullptr) *missing = !file && open_errno == ENOENT;
+    if (!file) {
+      if (!(missing_ok && open_errno == ENOENT)) {
+        read_problems.push_back({document.name, "", file.error()});
       }
+      return false;
     }
-    if (open_errno != ENOENT) read_problems.push_back({document.name, "", file.error()});
-    return open_errno == ENOENT ? ENOENT : -1;
+    document.private_file = !private_file_problem(file->st, document.name, document.name);
+    if (auto read = read_opened_file(*file, kMaxConfigFileSize, "", document.text); !read) {
+      read_problems.push_back({document.name, "", read.error()});
+      return false;
+    }
+    return true;
   };
 
   // A missing main file stands in as an empty document, so required keys are still reported
   // against it (it is where an operator would add them). Whether its absence is itself a
   // problem is decided after parsing: only if the drop-ins did not supply the required keys.
   ConfigDocument main{main_file.string(), ""};
-  const bool main_missing = read_document(main_file, main) == ENOENT;
+  bool main_missing = false;
+  read_document(main, true, &main_missing);
   documents.push_back(std::move(main));
 
   const std::filesystem::path dropin_dir = main_file.parent_path() / "config.d";
@@ -1115,11 +1119,7 @@ ConfigResult load_config(const std::filesystem::path& main_file) {
     // A directory, FIFO or symlink named *.toml is reported, not skipped: an operator who put
     // it there meant it as a drop-in and must learn why it is not one.
     ConfigDocument document{path.string(), ""};
-    if (const int error = read_document(path, document); error != 0) {
-      if (error == ENOENT) read_problems.push_back({document.name, "", "cannot open: vanished"});
-      continue;
-    }
-    documents.push_back(std::move(document));
+    if (read_document(document, false, nullptr)) documents.push_back(std::move(document));
   }
 
   ConfigResult result = parse_config(documents);

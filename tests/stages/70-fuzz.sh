@@ -50,10 +50,11 @@ for t in "${targets[@]}"; do
   # 2. Fuzz for a bounded time from the seed corpus. The targets whose input has a size cap in
   # dpsd (payload_file 64 KiB, config files 1 MiB, DPS messages 128 KiB) get inputs beyond the
   # payload and message caps, so the caps and the depth bounds are what stops them, not
-  # libFuzzer's default max_len (4096 at most from these small seeds).
+  # libFuzzer's default max_len (4096 at most from these small seeds). -len_control=0 lets
+  # long inputs appear from the start instead of after a ramp longer than this stage runs.
   max_len=()
   case "$t" in
-    fuzz_payload | fuzz_config | fuzz_dps_messages) max_len=(-max_len=200000) ;;
+    fuzz_payload | fuzz_config | fuzz_dps_messages) max_len=(-max_len=200000 -len_control=0) ;;
   esac
   rc=0
   "$exe" "${max_len[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
