@@ -63,15 +63,6 @@ std::string key_tag(const core::Signer& signer) {
   return core::base64_encode(mac.value());
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
-
 // The earliest time a set clock can show: this build's time. DPSD_CLOCK_FLOOR (seconds since
 // the epoch) raises it, so tests can exercise the wait without changing the system clock.
 std::int64_t clock_floor() {
@@ -165,7 +156,7 @@ bool Daemon::prepare_identity() {
       return false;
     }
     // Registration ids are case-insensitive to DPS, and so is its CN check.
-    if (!iequals(identity->subject_cn(), config_.registration_id)) {
+    if (!core::same_registration_id(identity->subject_cn(), config_.registration_id)) {
       status_.last_error = "identity_cert: the certificate's subject CN '" +
                            identity->subject_cn() + "' is not the registration id '" +
                            config_.registration_id + "'";
