@@ -81,6 +81,10 @@ struct FieldCase {
   std::vector<std::string> named;  // LastError names one of these
 };
 
+void PrintTo(const FieldCase& c, std::ostream* os) {
+  *os << c.name;
+}
+
 class HostileField : public Hostile, public ::testing::WithParamInterface<FieldCase> {};
 
 TEST_P(HostileField, MalformedReplyIsTransientAndChangesNothing) {
