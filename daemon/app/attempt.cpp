@@ -68,12 +68,13 @@ core::RegistrationRequest make_request(const core::Config& config, const Attempt
 }  // namespace
 
 Attempt::Attempt(sd_event* event, SSL_CTX* tls, const core::Config& config, core::Signer signer,
-                 core::PollPacer& pacer, const AttemptPlan& plan, Done done)
+                 core::PollPacer& pacer, const AttemptPlan& plan, Setback setback, Done done)
     : event_(event),
       tls_(tls),
       config_(config),
       signer_(std::move(signer)),
       pacer_(pacer),
+      setback_(std::move(setback)),
       done_(std::move(done)),
       registration_(make_request(config, plan)),
       response_timer_(event, [this] { feed(core::TimerFired{core::TimerId::Response}); }),
@@ -173,6 +174,8 @@ void Attempt::execute(core::Actions actions) {
       close_connection();
     } else if (auto* log = std::get_if<core::Log>(&action)) {
       io::log(to_io_level(log->level), log->message);
+    } else if (auto* retrying = std::get_if<core::Retrying>(&action)) {
+      if (setback_) setback_(retrying->reason);
     } else if (auto* finished = std::get_if<core::Finished>(&action)) {
       outcome_ = std::move(finished->outcome);
       complete_when_closed();

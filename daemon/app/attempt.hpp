@@ -31,11 +31,13 @@ struct AttemptPlan {
 class Attempt {
  public:
   using Done = std::function<void(core::Outcome)>;
+  // A setback the attempt rides out (it keeps going): the reason, for the status.
+  using Setback = std::function<void(const std::string&)>;
 
   // `pacer` outlives the attempt (the daemon owns it): DPS's poll limit is per device, not per
   // connection.
   Attempt(sd_event* event, SSL_CTX* tls, const core::Config& config, core::Signer signer,
-          core::PollPacer& pacer, const AttemptPlan& plan, Done done);
+          core::PollPacer& pacer, const AttemptPlan& plan, Setback setback, Done done);
   ~Attempt();
   Attempt(const Attempt&) = delete;
   Attempt& operator=(const Attempt&) = delete;
@@ -60,6 +62,7 @@ class Attempt {
   const core::Config& config_;
   core::Signer signer_;
   core::PollPacer& pacer_;
+  Setback setback_;
   Done done_;
   core::Registration registration_;
   std::string client_id_;

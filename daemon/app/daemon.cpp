@@ -388,6 +388,14 @@ void Daemon::start_attempt() {
   attempt_started_ = std::chrono::steady_clock::now();
   attempt_ = std::make_unique<Attempt>(
       loop_.get(), tls_.get(), config_, signer_, poll_pacer_, plan_attempt(),
+      [this](const std::string& reason) {
+        // Shown while the attempt waits out a throttle or a conflict itself.
+        status_.last_error = reason;
+        if (status_.state != ProvisioningState::Provisioned) {
+          status_.state = ProvisioningState::Retrying;
+        }
+        status_changed();
+      },
       [this](core::Outcome outcome) { on_outcome(std::move(outcome)); });
   if (last_transport_ == "mqtt-ws") attempt_->prefer(io::Transport::MqttWs);
   status_changed();

@@ -276,7 +276,7 @@ Actions Registration::on_throttled(int status, std::string_view body,
       *delay <= kMaxInConnectionRetryDelay) {
     ++in_connection_retries_;
     phase_ = Phase::WaitingToRetry;
-    return {Log{LogLevel::Warning, text + "; retrying in " + seconds_text(*delay)},
+    return {Log{LogLevel::Warning, text + "; retrying in " + seconds_text(*delay)}, Retrying{text},
             StartTimer{TimerId::Retry, *delay}};
   }
   Outcome outcome;

@@ -139,9 +139,14 @@ struct Outcome {
 struct Finished {
   Outcome outcome;
 };
+// A transient setback the attempt rides out itself (a 429/409/5xx with a short retry-after): the
+// supervisor shows it (State retrying, LastError) while the attempt waits.
+struct Retrying {
+  std::string reason;
+};
 
 using Action = std::variant<OpenConnection, Subscribe, Publish, StartTimer, CancelTimer,
-                            CloseConnection, Log, Finished>;
+                            CloseConnection, Log, Finished, Retrying>;
 using Actions = std::vector<Action>;
 
 class Registration {

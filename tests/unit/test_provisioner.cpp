@@ -498,6 +498,8 @@ TEST(Provisioner, ConflictIsRetriedAfterRetryAfter) {
     EXPECT_EQ(only<StartTimer>(actions).delay, milliseconds(3000));
     EXPECT_NE(only<Log>(actions).message.find("DPS: registration conflict (409203)"),
               std::string::npos);
+    // The supervisor is told, so State and LastError show the wait.
+    EXPECT_EQ(only<Retrying>(actions).reason, "DPS: registration conflict (409203)");
   }
 }
 
