@@ -19,6 +19,7 @@
 #include <system_error>
 #include <variant>
 
+#include "core/json_depth.hpp"
 #include "core/regular_file.hpp"
 
 namespace dpsd::core {
@@ -637,47 +638,6 @@ constexpr std::size_t kMaxPayloadFileSize = std::size_t{64} * 1024;
 // "user:password" is a line; 64 KiB only bounds a wrong path.
 constexpr std::size_t kMaxCredentialsFileSize = std::size_t{64} * 1024;
 
-// The SAX pass of validate_payload_json(): counts depth and stops before the DOM parser could
-// recurse deeper than kMaxPayloadDepth (nlohmann's DOM parser recurses once per level).
-class DepthLimit : public nlohmann::json_sax<nlohmann::json> {
- public:
-  bool null() override { return true; }
-  bool boolean(bool /*val*/) override { return true; }
-  bool number_integer(number_integer_t /*val*/) override { return true; }
-  bool number_unsigned(number_unsigned_t /*val*/) override { return true; }
-  bool number_float(number_float_t /*val*/, const string_t& /*s*/) override { return true; }
-  bool string(string_t& /*val*/) override { return true; }
-  bool binary(binary_t& /*val*/) override { return true; }
-  bool start_object(std::size_t /*elements*/) override { return enter(); }
-  bool key(string_t& /*val*/) override { return true; }
-  bool end_object() override { return leave(); }
-  bool start_array(std::size_t /*elements*/) override { return enter(); }
-  bool end_array() override { return leave(); }
-  bool parse_error(std::size_t /*position*/, const std::string& /*last_token*/,
-                   const nlohmann::detail::exception& ex) override {
-    error_ = ex.what();
-    return false;
-  }
-  bool too_deep() const { return too_deep_; }
-  const std::string& error() const { return error_; }
-
- private:
-  bool enter() {
-    if (++depth_ > kMaxPayloadDepth) {
-      too_deep_ = true;
-      return false;
-    }
-    return true;
-  }
-  bool leave() {
-    --depth_;
-    return true;
-  }
-  std::size_t depth_ = 0;
-  bool too_deep_ = false;
-  std::string error_;
-};
-
 const char* json_kind(const nlohmann::json& value) {
   if (value.is_array()) return "an array";
   if (value.is_string()) return "a string";
@@ -734,13 +694,13 @@ Reason read_proxy_credentials(const std::string& uri, proxy::ProxyUrl& proxy) {
 }  // namespace
 
 Expected<std::string> validate_payload_json(std::string_view text) {
-  DepthLimit limit;
+  JsonDepthCheck limit(kMaxPayloadDepth);
   if (!nlohmann::json::sax_parse(text.begin(), text.end(), &limit)) {
     if (limit.too_deep()) {
       return Error{"is nested deeper than " + std::to_string(kMaxPayloadDepth) + " levels"};
     }
     // what() starts with "[json.exception.parse_error.101] "; the rest is the useful part.
-    std::string message = limit.error();
+    std::string message = limit.error_text();
     if (const auto end = message.find("] ");
         !message.empty() && message.front() == '[' && end != std::string::npos) {
       message.erase(0, end + 2);

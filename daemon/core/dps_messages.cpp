@@ -3,6 +3,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "core/json_depth.hpp"
 #include "core/reply_validation.hpp"
 
 namespace dpsd::core {
@@ -20,52 +21,8 @@ std::string compact(const json& value) {
   return value.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-// A validating pass before building the DOM: it learns the byte offset of a syntax error (the
-// non-throwing DOM parse only says "discarded") and stops at kMaxDepth before allocating a deep
-// tree.
-class Validator : public nlohmann::json_sax<json> {
- public:
-  bool null() override { return true; }
-  bool boolean(bool /*val*/) override { return true; }
-  bool number_integer(number_integer_t /*val*/) override { return true; }
-  bool number_unsigned(number_unsigned_t /*val*/) override { return true; }
-  bool number_float(number_float_t /*val*/, const string_t& /*s*/) override { return true; }
-  bool string(string_t& /*val*/) override { return true; }
-  bool binary(binary_t& /*val*/) override { return true; }
-  bool start_object(std::size_t /*elements*/) override { return enter(); }
-  bool key(string_t& /*val*/) override { return true; }
-  bool end_object() override { return leave(); }
-  bool start_array(std::size_t /*elements*/) override { return enter(); }
-  bool end_array() override { return leave(); }
-  bool parse_error(std::size_t position, const std::string& /*last_token*/,
-                   const nlohmann::detail::exception& /*ex*/) override {
-    error_position_ = position;
-    return false;
-  }
-
-  std::optional<std::size_t> error_position() const { return error_position_; }
-  bool too_deep() const { return too_deep_; }
-
- private:
-  bool enter() {
-    if (++depth_ > kMaxDepth) {
-      too_deep_ = true;
-      return false;
-    }
-    return true;
-  }
-  bool leave() {
-    --depth_;
-    return true;
-  }
-
-  std::size_t depth_ = 0;
-  bool too_deep_ = false;
-  std::optional<std::size_t> error_position_;
-};
-
 Expected<json> parse_reply(std::string_view body) {
-  Validator validator;
+  JsonDepthCheck validator(kMaxDepth);
   if (!json::sax_parse(body.begin(), body.end(), &validator)) {
     if (validator.too_deep()) {
       return Error{"reply is nested deeper than " + std::to_string(kMaxDepth) + " levels"};
