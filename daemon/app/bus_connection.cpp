@@ -26,7 +26,7 @@ std::string errno_text(int r) {
 
 std::string seconds_text(std::chrono::milliseconds delay) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f s", static_cast<double>(delay.count()) / 1000.0);
+  (void)std::snprintf(buf, sizeof buf, "%.1f s", static_cast<double>(delay.count()) / 1000.0);
   return buf;
 }
 

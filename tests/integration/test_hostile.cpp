@@ -185,14 +185,16 @@ TEST_F(Hostile, ErrorMessageCannotInjectNotifyLines) {
   expect_untouched(*device);
 }
 
-// Runs `dpsd --once --force --timeout 5`, sampling VmRSS until it exits (bounded).
+// Runs `dpsd --once --force --timeout 10`, sampling VmRSS until it exits (bounded).
 struct RssRun {
   RunResult result;
   long peak_kib = 0;
 };
 RssRun run_sampling_rss(const Device& device) {
+  // 10 s: room for the first attempt to meet the hostile reply on a loaded machine (the
+  // sanitizer build, a 32 MiB reply to produce); the run then retries until the deadline.
   Process dpsd({DPSD_BINARY, "--config", device.config_path().string(), "--once", "--force",
-                "--timeout", "5"});
+                "--timeout", "10"});
   RssRun out;
   const auto deadline = std::chrono::steady_clock::now() + 60s;
   while (dpsd.running() && std::chrono::steady_clock::now() < deadline) {
@@ -206,13 +208,37 @@ RssRun run_sampling_rss(const Device& device) {
   return out;
 }
 
+// Peak VmRSS of a friendly `--once` (immediate assignment) by the same binary: the yardstick
+// for growth, which means the same in the regular and in the sanitizer build.
+long friendly_peak_kib(DpsEmulator& emulator) {
+  auto device =
+      enroll_device(emulator, regid_for_this_test("ho-", "-base"), {{"name", "immediate"}});
+  const RssRun run = run_sampling_rss(*device);
+  EXPECT_EQ(run.result.exit_code, 0) << run.result.err;
+  std::printf("[ figures  ] friendly --once: dpsd peak VmRSS %ld KiB\n", run.peak_kib);
+  return run.peak_kib;
+}
+
+// The issue's bound is 64 MiB for dpsd as shipped. AddressSanitizer's shadow memory and
+// quarantine alone take dpsd near that (measured: 60-70 MiB in the 50-sanitizers build), so
+// there the absolute bound says nothing and the growth over a friendly run is what is checked;
+// the growth bound applies to every build.
+void expect_memory_bounded(long peak_kib, long friendly_kib) {
+  EXPECT_LT(peak_kib - friendly_kib, 32 * 1024)
+      << "peak VmRSS " << peak_kib << " KiB, a friendly run " << friendly_kib << " KiB";
+#ifndef __SANITIZE_ADDRESS__
+  EXPECT_LT(peak_kib, 64 * 1024) << "peak VmRSS " << peak_kib << " KiB";
+#endif
+}
+
 // Issue 10 §3: the inbound size is capped before parsing.
 TEST_F(Hostile, OversizedReplyKeepsMemoryBounded) {
+  const long friendly = friendly_peak_kib(emulator());
   auto device = provisioned({{"name", "oversize"}, {"bytes", 32 * 1024 * 1024}});
   const RssRun run = run_sampling_rss(*device);
   std::printf("[ figures  ] 32 MiB reply: dpsd peak VmRSS %ld KiB\n", run.peak_kib);
   EXPECT_EQ(run.result.exit_code, 3) << run.result.err.substr(0, 8000);
-  EXPECT_LT(run.peak_kib, 64 * 1024) << "peak VmRSS " << run.peak_kib << " KiB";
+  expect_memory_bounded(run.peak_kib, friendly);
   EXPECT_NE(run.result.err.find("protocol error"), std::string::npos)
       << run.result.err.substr(0, 8000);
   expect_untouched(*device);
@@ -220,11 +246,12 @@ TEST_F(Hostile, OversizedReplyKeepsMemoryBounded) {
 
 // Issue 10 §3: DPS never sends QoS 2; a flood of them ends the attempt as a protocol error.
 TEST_F(Hostile, Qos2FloodKeepsMemoryBounded) {
+  const long friendly = friendly_peak_kib(emulator());
   auto device = provisioned({{"name", "qos2_flood"}, {"count", 3000}, {"bytes", 100 * 1024}});
   const RssRun run = run_sampling_rss(*device);
   std::printf("[ figures  ] 3,000 x 100 KB QoS 2: dpsd peak VmRSS %ld KiB\n", run.peak_kib);
   EXPECT_EQ(run.result.exit_code, 3) << run.result.err.substr(0, 8000);
-  EXPECT_LT(run.peak_kib, 64 * 1024) << "peak VmRSS " << run.peak_kib << " KiB";
+  expect_memory_bounded(run.peak_kib, friendly);
   EXPECT_NE(run.result.err.find("protocol error"), std::string::npos)
       << run.result.err.substr(0, 8000);
   expect_untouched(*device);
