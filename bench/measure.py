@@ -172,8 +172,8 @@ def cmd_report(d):
         lines, publishes, unsub = packet_sequence(f"{d}/log.jsonl", client)
         print(f"MQTT sequence, {label} (emulator log, last run; SUBACK/PUBACK/CONNACK are not logged):")
         print("\n".join(lines))
-        print(f"  round trips: TCP 1 + TLS 1 (TLS 1.3) + CONNECT/CONNACK 1 + {publishes} request/reply"
-              f" = {3 + publishes}; SUBSCRIBE pipelined with the register (no SUBACK wait);"
+        print(f"  round trips: TCP 1 + TLS 1 (TLS 1.3) + CONNECT/CONNACK 1 + SUBSCRIBE/SUBACK 1 +"
+              f" {publishes} request/reply = {4 + publishes}; the register waits for the SUBACK;"
               f" UNSUBSCRIBE {'sent' if unsub else 'not sent'}")
 
 
