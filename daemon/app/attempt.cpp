@@ -17,34 +17,6 @@ namespace {
 // the server logs a clean goodbye; the outcome is known already, so this is only politeness.
 constexpr std::chrono::milliseconds kCloseGrace{1000};
 
-io::Level to_io_level(core::LogLevel level) {
-  switch (level) {
-    case core::LogLevel::Debug:
-      return io::Level::Debug;
-    case core::LogLevel::Info:
-      return io::Level::Info;
-    case core::LogLevel::Notice:
-      return io::Level::Notice;
-    case core::LogLevel::Warning:
-      return io::Level::Warning;
-    case core::LogLevel::Error:
-      return io::Level::Error;
-  }
-  return io::Level::Info;
-}
-
-io::Transport to_io_transport(core::Transport transport) {
-  switch (transport) {
-    case core::Transport::MqttWs:
-      return io::Transport::MqttWs;
-    case core::Transport::Auto:
-      return io::Transport::Auto;
-    case core::Transport::Mqtt:
-      break;
-  }
-  return io::Transport::Mqtt;
-}
-
 std::chrono::milliseconds monotonic_now() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now().time_since_epoch());
@@ -118,11 +90,11 @@ void Attempt::execute(core::Actions actions) {
       io::ChannelOptions options;
       options.host = config_.endpoint_host;
       options.port = config_.port();
-      options.transport = to_io_transport(config_.transport);
+      options.transport = config_.transport;
       options.ws_port = config_.websocket_port;
-      if (config_.transport == core::Transport::Auto && preferred_ == io::Transport::MqttWs) {
+      if (config_.transport == core::Transport::Auto && preferred_ == core::Transport::MqttWs) {
         // What worked last time (state file): skip the 8883 try a blocked network would eat.
-        options.transport = io::Transport::MqttWs;
+        options.transport = core::Transport::MqttWs;
         options.port = config_.websocket_port;
       }
       options.connect_timeout = config_.connect_timeout;
@@ -140,7 +112,7 @@ void Attempt::execute(core::Actions actions) {
         options.proxy = std::move(from_env.value());
       }
       io::log_info("connecting to " + options.host + ":" + std::to_string(options.port) + " (" +
-                   io::transport_name(options.transport) + ")" +
+                   core::transport_name(options.transport) + ")" +
                    (options.proxy ? " through proxy " + options.proxy->display() : ""));
       channel_ = std::make_unique<io::SecureChannel>(
           event_, tls_, options, [this](const std::string& path) { on_channel_ready(path); },
@@ -173,7 +145,7 @@ void Attempt::execute(core::Actions actions) {
     } else if (std::get_if<core::CloseConnection>(&action) != nullptr) {
       close_connection();
     } else if (auto* log = std::get_if<core::Log>(&action)) {
-      io::log(to_io_level(log->level), log->message);
+      io::log(log->level, log->message);
     } else if (auto* retrying = std::get_if<core::Retrying>(&action)) {
       if (setback_) setback_(retrying->reason);
     } else if (auto* finished = std::get_if<core::Finished>(&action)) {

@@ -44,9 +44,9 @@ class Attempt {
 
   void start();
   // transport = "auto": start with the transport that worked last time.
-  void prefer(io::Transport transport) { preferred_ = transport; }
+  void prefer(core::Transport transport) { preferred_ = transport; }
   // The transport of the last channel that came up (Mqtt until one did).
-  io::Transport transport_used() const { return used_transport_; }
+  core::Transport transport_used() const { return used_transport_; }
 
  private:
   void execute(core::Actions actions);
@@ -67,8 +67,8 @@ class Attempt {
   core::Registration registration_;
   std::string client_id_;
   std::string username_;
-  io::Transport preferred_ = io::Transport::Mqtt;
-  io::Transport used_transport_ = io::Transport::Mqtt;
+  core::Transport preferred_ = core::Transport::Mqtt;
+  core::Transport used_transport_ = core::Transport::Mqtt;
   std::string channel_close_reason_;  // set when the server closed while libmosquitto drains
   std::unique_ptr<io::SecureChannel> channel_;
   std::unique_ptr<io::MqttSession> mqtt_;

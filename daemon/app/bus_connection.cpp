@@ -8,21 +8,20 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/errno_text.hpp"
 #include "core/text_sanitize.hpp"
 #include "io/log.hpp"
 
 namespace dpsd::app {
 namespace {
 
+using core::errno_text;
+
 constexpr const char* kLocal = "org.freedesktop.DBus.Local";
 
 // DBus RequestName reply codes (D-Bus specification, "org.freedesktop.DBus.RequestName").
 constexpr std::uint32_t kPrimaryOwner = 1;
 constexpr std::uint32_t kAlreadyOwner = 4;
-
-std::string errno_text(int r) {
-  return std::strerror(r < 0 ? -r : r);
-}
 
 std::string seconds_text(std::chrono::milliseconds delay) {
   char buf[32];
@@ -153,7 +152,7 @@ void BusConnection::lost(const std::string& reason) {
   if (retry_.armed()) return;
   const auto delay = backoff_.next(random_());
   // The first failure in a row is a warning; the retries after it are routine.
-  io::log(retrying_ ? io::Level::Info : io::Level::Warning,
+  io::log(retrying_ ? core::LogLevel::Info : core::LogLevel::Warning,
           reason + "; reconnecting in " + seconds_text(delay));
   retrying_ = true;
   // Not dropped here: we may be inside one of this bus's own callbacks. open() drops it.

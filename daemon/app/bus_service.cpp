@@ -13,11 +13,14 @@
 
 #include "app/bus_caller.hpp"
 #include "app/bus_connection.hpp"
+#include "core/errno_text.hpp"
 #include "core/text_sanitize.hpp"
 #include "io/log.hpp"
 
 namespace dpsd::app {
 namespace {
+
+using core::errno_text;
 
 constexpr const char* kBusName = "io.dpsd.Provisioning1";
 constexpr const char* kObjectPath = "/io/dpsd/Provisioning1";
@@ -82,10 +85,6 @@ Value value_of(const Property& p, const StatusModel& s) {
   Value v = p.get(s);
   if (auto* text = std::get_if<std::string>(&v)) *text = core::sanitize_text(*text);
   return v;
-}
-
-std::string errno_text(int r) {
-  return std::strerror(r < 0 ? -r : r);
 }
 
 class SdBusService final : public BusService {

@@ -397,7 +397,7 @@ void Daemon::start_attempt() {
         status_changed();
       },
       [this](core::Outcome outcome) { on_outcome(std::move(outcome)); });
-  if (last_transport_ == "mqtt-ws") attempt_->prefer(io::Transport::MqttWs);
+  if (last_transport_ == "mqtt-ws") attempt_->prefer(core::Transport::MqttWs);
   status_changed();
   attempt_->start();
 }
@@ -499,7 +499,7 @@ core::Assignment Daemon::make_assignment(const core::RegistrationState& state) c
 }
 
 void Daemon::on_outcome(core::Outcome outcome) {
-  const io::Transport used = attempt_->transport_used();
+  const core::Transport used = attempt_->transport_used();
   attempt_.reset();  // safe: Attempt delivers outcomes from a deferred source
   remember_operation(outcome);
   const auto took =
@@ -509,7 +509,7 @@ void Daemon::on_outcome(core::Outcome outcome) {
   switch (outcome.kind) {
     case core::OutcomeKind::Assigned: {
       core::Assignment assignment = make_assignment(*outcome.registration_state);
-      assignment.transport = used == io::Transport::MqttWs ? "mqtt-ws" : "mqtt";
+      assignment.transport = core::transport_name(used);
       if (auto status = store_.save(assignment); !status) {
         status_.last_error = "state: " + status.error();
         io::log_error("provisioned, but the state could not be written: " + status.error());
@@ -525,7 +525,7 @@ void Daemon::on_outcome(core::Outcome outcome) {
       status_.source = "dps";
       status_.last_error.clear();
       status_.provisioned_usec = realtime_usec();
-      io::log(io::Level::Notice,
+      io::log(core::LogLevel::Notice,
               "provisioned: hub=" + assignment.assigned_hub + " device=" + assignment.device_id +
                   " in " + seconds_text(took),
               {{"DPS_OPERATION_ID", outcome.operation_id},
@@ -548,7 +548,7 @@ void Daemon::on_outcome(core::Outcome outcome) {
       if (status_.state != ProvisioningState::Provisioned) {
         status_.state = ProvisioningState::Failed;
       }
-      io::log(io::Level::Error, outcome.error,
+      io::log(core::LogLevel::Error, outcome.error,
               {{"DPS_OPERATION_ID", outcome.operation_id}, {"DPS_ERROR_CODE", error_code}});
       if (options_.once) return finish_once(kExitRefused);
       schedule_retry(refused_backoff_.next(random_()));
@@ -560,7 +560,7 @@ void Daemon::on_outcome(core::Outcome outcome) {
         status_.state = ProvisioningState::Retrying;
       }
       const milliseconds delay = backoff_.next(random_(), outcome.retry_after);
-      io::log(io::Level::Warning,
+      io::log(core::LogLevel::Warning,
               "provisioning attempt failed: " + outcome.error + "; next attempt in " +
                   seconds_text(delay),
               {{"DPS_OPERATION_ID", outcome.operation_id}, {"DPS_ERROR_CODE", error_code}});

@@ -15,6 +15,7 @@
 
 #include "core/expected.hpp"
 #include "core/http_proxy.hpp"
+#include "core/transport.hpp"
 
 namespace dpsd::core {
 
@@ -22,9 +23,6 @@ enum class AttestationMethod { SymmetricKey, X509 };
 enum class Enrollment { Individual, Group };
 // Whether a cached assignment is confirmed with DPS at start-up (see etc/dpsd/config.toml).
 enum class ReprovisionOnStart { Never, Always, WhenStale };
-// [provisioning] transport: MQTT on 8883, MQTT over WebSocket on 443, or 8883 first and 443
-// when 8883 cannot be reached (remembered in the state file).
-enum class Transport { Mqtt, MqttWs, Auto };
 
 struct Config {
   // [provisioning]

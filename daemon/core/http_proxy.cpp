@@ -1,10 +1,10 @@
 #include "core/http_proxy.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+
+#include "core/base64.hpp"
 
 namespace dpsd::core::proxy {
 namespace {
@@ -64,15 +64,6 @@ std::string host_port(std::string_view host, std::uint16_t port) {
   const bool ipv6 = host.find(':') != std::string_view::npos;
   std::string out = ipv6 ? "[" + std::string(host) + "]" : std::string(host);
   return out + ":" + std::to_string(port);
-}
-
-std::string base64(std::string_view data) {
-  std::string out(4 * ((data.size() + 2) / 3), '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(data.data()),
-                                static_cast<int>(data.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
 }
 
 std::string strip_dot(std::string text) {
@@ -158,8 +149,8 @@ std::string build_connect_request(const ProxyUrl& proxy, std::string_view target
   const std::string target = host_port(target_host, target_port);
   std::string out = "CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n";
   if (proxy.user) {
-    out += "Proxy-Authorization: Basic " + base64(*proxy.user + ":" + proxy.password.value_or("")) +
-           "\r\n";
+    out += "Proxy-Authorization: Basic " +
+           base64_encode(*proxy.user + ":" + proxy.password.value_or("")) + "\r\n";
   }
   out += "\r\n";
   return out;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/dps_messages.hpp"
+#include "core/log_level.hpp"
 
 namespace dpsd::core {
 
@@ -115,7 +116,6 @@ struct CancelTimer {
   TimerId id;
 };
 struct CloseConnection {};
-enum class LogLevel { Debug, Info, Notice, Warning, Error };
 struct Log {
   LogLevel level;
   std::string message;

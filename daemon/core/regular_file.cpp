@@ -63,19 +63,24 @@ Expected<OpenedFile> open_regular_file(const std::string& path, std::string_view
     const int error = errno;
     if (open_errno != nullptr) *open_errno = error;
     if (error == ELOOP && !follow_symlinks) {
-      return Error{subject(what,
-                           "is a symbolic link; refusing to follow it (name the file "
-                           "itself)")};
+      return Error{
+          Errc::NotRegularFile,
+          subject(what, "is a symbolic link; refusing to follow it (name the file itself)")};
     }
-    if (what.empty()) return Error{std::string("cannot open: ") + std::strerror(error)};
-    return Error{"cannot open " + std::string(what) + ": " + std::strerror(error)};
+    const Errc code = error == ENOENT || error == ENOTDIR ? Errc::NotFound
+                      : error == EACCES || error == EPERM ? Errc::PermissionDenied
+                                                          : Errc::Io;
+    if (what.empty()) return Error{code, std::string("cannot open: ") + std::strerror(error)};
+    return Error{code, "cannot open " + std::string(what) + ": " + std::strerror(error)};
   }
   if (::fstat(file.fd.get(), &file.st) != 0) {
-    return Error{subject(what, std::string("cannot be examined (fstat): ") + std::strerror(errno))};
+    return Error{Errc::Io,
+                 subject(what, std::string("cannot be examined (fstat): ") + std::strerror(errno))};
   }
   if (!S_ISREG(file.st.st_mode)) {
-    return Error{subject(
-        what, std::string("is ") + file_type_name(file.st.st_mode) + ", not a regular file")};
+    return Error{Errc::NotRegularFile,
+                 subject(what, std::string("is ") + file_type_name(file.st.st_mode) +
+                                   ", not a regular file")};
   }
   return file;
 }
@@ -94,14 +99,15 @@ Status read_opened_file(OpenedFile& file, std::size_t max_bytes, std::string_vie
       const int error = errno;
       OPENSSL_cleanse(out.data(), out.size());
       out.clear();
-      return Error{subject(what, std::string("cannot be read: ") + std::strerror(error))};
+      return Error{Errc::Io, subject(what, std::string("cannot be read: ") + std::strerror(error))};
     }
     if (n == 0) break;
     size += static_cast<std::size_t>(n);
     if (size > max_bytes) {
       OPENSSL_cleanse(out.data(), out.size());
       out.clear();
-      return Error{subject(what, "is larger than " + std::to_string(max_bytes) + " bytes")};
+      return Error{Errc::TooLarge,
+                   subject(what, "is larger than " + std::to_string(max_bytes) + " bytes")};
     }
   }
   OPENSSL_cleanse(out.data() + size, out.size() - size);
@@ -113,9 +119,9 @@ Expected<std::string> read_regular_file(const std::string& path, std::size_t max
                                         std::string_view what, bool follow_symlinks,
                                         int* open_errno) {
   auto file = open_regular_file(path, what, follow_symlinks, open_errno);
-  if (!file) return Error{file.error()};
+  if (!file) return file.failure();
   std::string text;
-  if (auto read = read_opened_file(*file, max_bytes, what, text); !read) return Error{read.error()};
+  if (auto read = read_opened_file(*file, max_bytes, what, text); !read) return read.failure();
   return text;
 }
 

@@ -11,15 +11,10 @@
 #include <string_view>
 #include <vector>
 
+#include "core/base64.hpp"  // Bytes, and the codec callers of the signer use
 #include "core/expected.hpp"
 
 namespace dpsd::core {
-
-using Bytes = std::vector<std::uint8_t>;
-
-std::string base64_encode(std::span<const std::uint8_t> data);
-// Standard alphabet with padding; whitespace is not accepted. nullopt when malformed.
-std::optional<Bytes> base64_decode(std::string_view text);
 
 // Percent-encoding with lower-case hex digits, keeping ALPHA / DIGIT / "-" / "_" / "." and
 // encoding everything else (the C SDK keeps "!()*" too, and encodes "~"; we keep the strictly

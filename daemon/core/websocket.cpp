@@ -1,24 +1,17 @@
 #include "core/websocket.hpp"
 
-#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
 #include <cctype>
 #include <utility>
 
+#include "core/base64.hpp"
+
 namespace dpsd::core::ws {
 namespace {
 
 constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-std::string base64(const unsigned char* data, std::size_t n) {
-  std::string out(4 * ((n + 2) / 3), '\0');
-  const int written =
-      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
-  out.resize(static_cast<std::size_t>(written));
-  return out;
-}
 
 std::string lower(std::string_view text) {
   std::string out(text);
@@ -60,7 +53,7 @@ bool has_token(std::string_view value, std::string_view token) {
 }  // namespace
 
 std::string make_key(const std::array<std::uint8_t, 16>& nonce) {
-  return base64(nonce.data(), nonce.size());
+  return base64_encode(std::span<const std::uint8_t>(nonce.data(), nonce.size()));
 }
 
 std::string accept_for_key(std::string_view key) {
@@ -68,7 +61,7 @@ std::string accept_for_key(std::string_view key) {
   text += kGuid;
   unsigned char digest[SHA_DIGEST_LENGTH];
   SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-  return base64(digest, sizeof digest);
+  return base64_encode(std::span<const std::uint8_t>(digest, sizeof digest));
 }
 
 std::string build_upgrade_request(const UpgradeRequest& request) {

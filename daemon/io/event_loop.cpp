@@ -60,4 +60,38 @@ int Timer::on_time(sd_event_source* /*source*/, uint64_t /*usec*/, void* userdat
   return 0;
 }
 
+Deferred::Deferred(sd_event* event, Callback callback)
+    : event_(event), callback_(std::move(callback)) {}
+
+void Deferred::post() {
+  if (source_) {
+    sd_event_source_set_enabled(source_.get(), SD_EVENT_ONESHOT);
+    return;
+  }
+  sd_event_source* raw = nullptr;
+  const int rc = sd_event_add_defer(event_, &raw, &Deferred::on_defer, this);
+  if (rc < 0) throw std::system_error(-rc, std::generic_category(), "sd_event_add_defer");
+  source_.reset(raw);
+  sd_event_source_set_enabled(source_.get(), SD_EVENT_ONESHOT);
+}
+
+void Deferred::cancel() {
+  if (source_) sd_event_source_set_enabled(source_.get(), SD_EVENT_OFF);
+}
+
+bool Deferred::pending() const {
+  if (!source_) return false;
+  int enabled = SD_EVENT_OFF;
+  sd_event_source_get_enabled(source_.get(), &enabled);
+  return enabled != SD_EVENT_OFF;
+}
+
+int Deferred::on_defer(sd_event_source* /*source*/, void* userdata) {
+  auto* self = static_cast<Deferred*>(userdata);
+  // Copy: the callback may destroy this Deferred (and its owner) or post it again.
+  auto callback = self->callback_;
+  callback();
+  return 0;
+}
+
 }  // namespace dpsd::io

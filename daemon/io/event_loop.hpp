@@ -35,6 +35,26 @@ class Timer {
   EventSourcePtr source_;
 };
 
+// The one way for a callback to destroy its owner: instead of calling a handler from deep inside
+// its own stack (a relay's pump, libmosquitto's read loop), an adapter posts it here and sd-event
+// runs it from the loop, once, at the next iteration. The handler may then destroy the owner and
+// this Deferred with it: sd-event keeps the source alive until its dispatch returns, and the
+// callback is copied before it runs. post() while pending keeps one pending run.
+class Deferred {
+ public:
+  using Callback = std::function<void()>;
+  Deferred(sd_event* event, Callback callback);
+  void post();  // throws std::system_error when sd_event_add_defer fails
+  void cancel();
+  bool pending() const;
+
+ private:
+  static int on_defer(sd_event_source* source, void* userdata);
+  sd_event* event_;
+  Callback callback_;
+  EventSourcePtr source_;
+};
+
 class EventLoop {
  public:
   EventLoop();  // throws std::system_error when sd_event_new fails

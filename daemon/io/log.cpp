@@ -34,17 +34,17 @@ bool stderr_is_journal() {
   return value;
 }
 
-const char* level_name(Level level) {
+const char* level_name(LogLevel level) {
   switch (level) {
-    case Level::Error:
+    case LogLevel::Error:
       return "error";
-    case Level::Warning:
+    case LogLevel::Warning:
       return "warning";
-    case Level::Notice:
+    case LogLevel::Notice:
       return "notice";
-    case Level::Info:
+    case LogLevel::Info:
       return "info";
-    case Level::Debug:
+    case LogLevel::Debug:
       return "debug";
   }
   return "info";
@@ -60,8 +60,8 @@ void set_log_verbose(bool verbose) {
 // and for stderr alike (a newline would forge a second line, an ESC would drive a terminal).
 constexpr std::size_t kMaxLogMessage = 2048;
 
-void log(Level level, std::string_view raw_message, std::initializer_list<LogField> raw_fields) {
-  if (level == Level::Debug && !g_verbose) return;
+void log(LogLevel level, std::string_view raw_message, std::initializer_list<LogField> raw_fields) {
+  if (level == LogLevel::Debug && !g_verbose) return;
   const std::string message = core::sanitize_text(raw_message, kMaxLogMessage);
   std::vector<std::pair<std::string_view, std::string>> fields;
   fields.reserve(raw_fields.size());

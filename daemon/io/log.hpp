@@ -7,29 +7,31 @@
 #include <string_view>
 #include <utility>
 
+#include "core/log_level.hpp"
+
 namespace dpsd::io {
 
-enum class Level { Error = 3, Warning = 4, Notice = 5, Info = 6, Debug = 7 };
+using core::LogLevel;
 
 using LogField = std::pair<std::string_view, std::string>;  // e.g. {"DPS_OPERATION_ID", "4.…"}
 
 void set_log_verbose(bool verbose);  // Debug lines are dropped unless verbose
-void log(Level level, std::string_view message, std::initializer_list<LogField> fields = {});
+void log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields = {});
 
 inline void log_error(std::string_view m) {
-  log(Level::Error, m);
+  log(LogLevel::Error, m);
 }
 inline void log_warning(std::string_view m) {
-  log(Level::Warning, m);
+  log(LogLevel::Warning, m);
 }
 inline void log_notice(std::string_view m) {
-  log(Level::Notice, m);
+  log(LogLevel::Notice, m);
 }
 inline void log_info(std::string_view m) {
-  log(Level::Info, m);
+  log(LogLevel::Info, m);
 }
 inline void log_debug(std::string_view m) {
-  log(Level::Debug, m);
+  log(LogLevel::Debug, m);
 }
 
 }  // namespace dpsd::io

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/errno_text.hpp"
 #include "core/mqtt_inbound_gate.hpp"
 #include "core/websocket.hpp"
 #include "io/dns_resolver.hpp"
@@ -31,17 +32,13 @@
 namespace dpsd::io {
 namespace {
 
+using core::errno_text;
+
 constexpr std::string_view kClosedByServer = "connection closed by server";
 constexpr std::string_view kClosedByClient = "connection closed by client";
 
 // strerror() with a lower-case first letter, so it reads as the tail of our own sentence
 // ("connect: 127.0.0.1:8883: connection refused").
-std::string errno_text(int err) {
-  std::string text = std::strerror(err);
-  if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
-  return text;
-}
-
 bool would_block(int err) {
   return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
 }
@@ -176,18 +173,6 @@ constexpr std::size_t kWsDownHighWater = std::size_t{16} * 1024;
 
 }  // namespace
 
-const char* transport_name(Transport transport) {
-  switch (transport) {
-    case Transport::Mqtt:
-      return "mqtt";
-    case Transport::MqttWs:
-      return "mqtt-ws";
-    case Transport::Auto:
-      return "auto";
-  }
-  return "mqtt";
-}
-
 struct SecureChannel::Impl {
   enum class Phase {
     Idle,
@@ -261,7 +246,7 @@ struct SecureChannel::Impl {
   ClosedHandler on_closed;
 
   Phase phase = Phase::Idle;
-  Transport current = Transport::Mqtt;  // never Auto: what is being tried or used
+  core::Transport current = core::Transport::Mqtt;  // never Auto: what is being tried or used
   std::uint16_t current_port = 0;
   std::string first_try_error;  // Auto: why 8883 did not work, added to a later failure
   bool ip_literal = false;
@@ -316,7 +301,8 @@ struct SecureChannel::Impl {
 
 void SecureChannel::Impl::start() {
   if (phase != Phase::Idle) return;
-  current = options.transport == Transport::MqttWs ? Transport::MqttWs : Transport::Mqtt;
+  current = options.transport == core::Transport::MqttWs ? core::Transport::MqttWs
+                                                         : core::Transport::Mqtt;
   current_port = options.port;
   begin_connect();
 }
@@ -349,7 +335,7 @@ void SecureChannel::Impl::begin_connect() {
 }
 
 bool SecureChannel::Impl::may_fall_back() const {
-  return options.transport == Transport::Auto && current == Transport::Mqtt;
+  return options.transport == core::Transport::Auto && current == core::Transport::Mqtt;
 }
 
 // Auto: 8883 could not be reached (refused, silently dropped, or the proxy would not CONNECT
@@ -363,7 +349,7 @@ void SecureChannel::Impl::fall_back(const std::string& reason) {
   tcp.reset();
   proxy_parser.reset();
   handshake_out.clear();
-  current = Transport::MqttWs;
+  current = core::Transport::MqttWs;
   current_port = options.ws_port;
   begin_connect();
 }
@@ -542,7 +528,7 @@ void SecureChannel::Impl::handshake_step() {
   errno = 0;
   const int rc = SSL_do_handshake(ssl.get());
   if (rc == 1) {
-    if (current == Transport::MqttWs) return begin_ws_upgrade();  // under the same timer
+    if (current == core::Transport::MqttWs) return begin_ws_upgrade();  // under the same timer
     handshake_timer.cancel();
     return open_listener();
   }
@@ -739,7 +725,7 @@ void SecureChannel::Impl::accept_clients() {
     if (tcp_rc < 0) return close("relay: sd_event_add_io: " + errno_text(-tcp_rc));
     tcp_source.reset(tcp_raw);
     phase = Phase::Relaying;
-    return current == Transport::MqttWs ? pump_ws() : pump();
+    return current == core::Transport::MqttWs ? pump_ws() : pump();
   }
 }
 
@@ -1078,7 +1064,7 @@ int SecureChannel::Impl::on_tcp_io(sd_event_source* /*source*/, int /*fd*/, uint
       self->ws_upgrade_step();
       break;
     case Phase::Relaying:
-      self->current == Transport::MqttWs ? self->pump_ws() : self->pump();
+      self->current == core::Transport::MqttWs ? self->pump_ws() : self->pump();
       break;
     default:
       break;
@@ -1097,7 +1083,7 @@ int SecureChannel::Impl::on_client_io(sd_event_source* /*source*/, int /*fd*/, u
                                       void* userdata) {
   auto* self = static_cast<Impl*>(userdata);
   if (self->phase == Phase::Relaying) {
-    self->current == Transport::MqttWs ? self->pump_ws() : self->pump();
+    self->current == core::Transport::MqttWs ? self->pump_ws() : self->pump();
   }
   return 0;
 }
@@ -1136,7 +1122,7 @@ std::string SecureChannel::peer() const {
   return impl_->peer;
 }
 
-Transport SecureChannel::transport_used() const {
+core::Transport SecureChannel::transport_used() const {
   return impl_->current;
 }
 

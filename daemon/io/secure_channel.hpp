@@ -23,17 +23,14 @@
 #include <string>
 
 #include "core/http_proxy.hpp"
+#include "core/transport.hpp"
 
 namespace dpsd::io {
-
-enum class Transport { Mqtt, MqttWs, Auto };
-// "mqtt", "mqtt-ws", "auto": the config and state file spelling.
-const char* transport_name(Transport transport);
 
 struct ChannelOptions {
   std::string host;  // DNS name or literal IP; also the SNI and the name checked in the cert
   std::uint16_t port = 8883;  // Mqtt and Auto's first try; MqttWs uses it too (set it to 443)
-  Transport transport = Transport::Mqtt;
+  core::Transport transport = core::Transport::Mqtt;
   std::uint16_t ws_port = 443;  // Auto's fallback
   // Auto: how long the first try (DNS, TCP and the proxy's CONNECT) may take before falling
   // back. Short, because a firewall that drops 8883 silently would otherwise cost a whole
@@ -72,7 +69,7 @@ class SecureChannel {
   // The peer address actually used ("127.0.0.1:8883"), for logs; empty before connect.
   std::string peer() const;
   // Mqtt or MqttWs: what this channel is using (for Auto, what worked or is being tried).
-  Transport transport_used() const;
+  core::Transport transport_used() const;
 
  private:
   struct Impl;

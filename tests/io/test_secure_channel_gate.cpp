@@ -31,6 +31,7 @@
 #include "support/test_pki.hpp"
 
 namespace dpsd::io {
+using core::Transport;
 namespace {
 
 using namespace std::chrono_literals;

@@ -36,6 +36,7 @@
 #include "support/test_pki.hpp"
 
 namespace dpsd::io {
+using core::Transport;
 namespace {
 
 namespace fs = std::filesystem;

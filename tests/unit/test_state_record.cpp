@@ -299,7 +299,7 @@ TEST(StateRecord, RejectsGarbageWithoutThrowing) {
   for (const std::string& text :
        {std::string("\0\0\0\0", 4), std::string("{\"schema\":1,}"), std::string("\xff\xfe{}"),
         std::string("{\"schema\":1} trailing"), std::string("// comment\n{}")}) {
-    Expected<Assignment> parsed = Error{};
+    Expected<Assignment> parsed = Error{"not parsed yet"};
     EXPECT_NO_THROW(parsed = parse_state(text));
     EXPECT_FALSE(parsed.ok());
   }
