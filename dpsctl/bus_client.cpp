@@ -193,7 +193,7 @@ bool Client::wait(const Properties& initial, bool present, const Predicate& done
     }
     if (progressed) continue;  // more may be queued
     if (passed(deadline)) return false;
-    if (!wait_for_io(deadline, retry_at)) {
+    if (!wait_for_io(deadline, retry_at) && link_) {
       lose_link();
       retry_at = Clock::now() + reconnect_delay_;
     }
