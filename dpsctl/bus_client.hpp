@@ -1,53 +1,28 @@
 #pragma once
-// dpsctl's view of io.dpsd.Provisioning1, on raw sd-bus (libsystemd is already a dependency of
-// dpsd; no second D-Bus library). Synchronous calls plus a wait loop driven by signals: watching
-// PropertiesChanged and NameOwnerChanged, never polling.
-#include <systemd/sd-bus.h>
-
+// dpsctl's view of io.dpsd.Provisioning1, on sdbus-c++ with the proxy generated from the
+// interface XML (dpsd_proxy.hpp). Synchronous calls, plus a wait loop driven by signals
+// (PropertiesChanged from the owner of the name, NameOwnerChanged), never polling dpsd. One
+// thread: the loop processes the connection itself (processPendingRequest, then poll() on
+// getEventLoopPollData's fd until the deadline), so nothing runs behind its back.
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
-#include <variant>
+
+#include "bus_errors.hpp"
+#include "dpsd_proxy.hpp"
 
 namespace dpsctl {
-
-// Exit codes, documented in --help and the README.
-enum Exit : int {
-  kOk = 0,
-  kFailed = 1,        // dpsd reports failure (DPS refused) or the call failed
-  kUsage = 2,         // invalid command line
-  kTimeout = 3,       // --timeout passed before the wanted state
-  kNotRunning = 4,    // no dpsd on the system bus (or no system bus)
-  kAccessDenied = 5,  // the caller is not root nor in group dpsd
-};
-
-using Value = std::variant<std::string, std::uint32_t, std::uint64_t, bool, std::int64_t>;
-using Properties = std::map<std::string, Value>;
-
-std::string as_string(const Properties& p, const std::string& name);
-std::uint64_t as_u64(const Properties& p, const std::string& name);
-
-// A failure with the exit code it maps to and a message naming the cause.
-struct Failure {
-  int code;
-  std::string message;
-};
-
-struct BusDeleter {
-  void operator()(sd_bus* bus) const { sd_bus_flush_close_unref(bus); }
-};
-struct SlotDeleter {
-  void operator()(sd_bus_slot* slot) const { sd_bus_slot_unref(slot); }
-};
 
 class Client {
  public:
   // Connects to the system bus ($DBUS_SYSTEM_BUS_ADDRESS honoured). Throws Failure.
   Client();
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
 
   // GetAll; Failure{kNotRunning} when nobody owns the name.
   Properties get_all();
@@ -61,26 +36,35 @@ class Client {
   // before reading the state the wait starts from, so no change can fall between the two.
   void watch();
   // Runs until `done` returns true (called after each change with the merged properties;
-  // `present` false while dpsd is not on the bus) or `deadline` passes (returns false).
+  // `present` false while dpsd is not on the bus) or `deadline` passes (returns false). dpsd
+  // going away and coming back (a restart) is a change like any other; so is the bus going
+  // away: the wait connects again and goes on with whoever owns the name then.
   using Predicate = std::function<bool(const Properties& props, bool present)>;
-  bool wait(const Properties& initial, bool present, const Predicate& done,
-            std::optional<std::chrono::steady_clock::time_point> deadline);
+  using Deadline = std::optional<std::chrono::steady_clock::time_point>;
+  bool wait(const Properties& initial, bool present, const Predicate& done, Deadline deadline);
 
  private:
-  static int on_properties_changed(sd_bus_message* m, void* userdata, sd_bus_error* error);
-  static int on_owner_changed(sd_bus_message* m, void* userdata, sd_bus_error* error);
-  std::string current_owner();
+  struct Link;  // one connection to the bus and what hangs on it
 
-  std::unique_ptr<sd_bus, BusDeleter> bus_;
-  std::unique_ptr<sd_bus_slot, SlotDeleter> props_slot_;
-  std::unique_ptr<sd_bus_slot, SlotDeleter> owner_slot_;
+  void open_link();  // throws sdbus::Error
+  void subscribe();  // throws sdbus::Error
+  void on_owner(const std::string& owner);
+  void on_properties(const std::string& sender, const Properties& changed);
+  bool process();                   // one request; false when idle or the link broke
+  bool reconnect();                 // false while the bus is not back
+  void refresh(Deadline deadline);  // GetAll after the owner changed
+  void lose_link();
+  bool wait_for_io(Deadline deadline, std::chrono::steady_clock::time_point retry_at);
+
+  std::unique_ptr<Link> link_;
   // Unique name of dpsd's connection: signals from anyone else are ignored (any local user may
   // send a PropertiesChanged signal on the system bus).
   std::string owner_;
   Properties props_;
   bool present_ = false;
   bool changed_ = false;
-  std::optional<Failure> error_;
+  bool refresh_ = false;
+  std::chrono::milliseconds reconnect_delay_{0};
 };
 
 }  // namespace dpsctl

@@ -48,6 +48,7 @@ for f in ./usr/sbin/dpsd ./usr/bin/dpsctl ./etc/dpsd/config.toml \
          ./lib/systemd/system/dpsd-wait-provisioned.service \
          ./usr/lib/sysusers.d/dpsd.conf ./usr/lib/tmpfiles.d/dpsd.conf \
          ./usr/share/dbus-1/system.d/io.dpsd.Provisioning1.conf \
+         ./usr/share/dbus-1/interfaces/io.dpsd.Provisioning1.xml \
          ./usr/share/man/man8/dpsd.8.gz ./usr/share/man/man1/dpsctl.1.gz \
          ./usr/share/man/man5/dpsd.toml.5.gz \
          ./usr/share/doc/dpsd/copyright ./usr/share/doc/dpsd/changelog.Debian.gz; do
@@ -64,6 +65,8 @@ for s in postinst prerm postrm; do
 done
 check "deb: Depends names the runtime libraries" \
   bash -c 'dpkg-deb -f "$1" Depends | grep -q libmosquitto1' _ "$deb"
+check "deb: Depends names sdbus-c++ (dpsctl)" \
+  bash -c 'dpkg-deb -f "$1" Depends | grep -q "libsdbus-c++1"' _ "$deb"
 # The default trust bundle is the OS store: without ca-certificates no DPS handshake verifies.
 check "deb: Depends on ca-certificates" \
   bash -c 'dpkg-deb -f "$1" Depends | grep -qw ca-certificates' _ "$deb"
@@ -77,6 +80,10 @@ else
   echo "FAIL: rpm file list differs from $expected (above)"
   fail=1
 fi
+# The interface XML is what consumers generate their proxies from (README: "Using the interface
+# from C++"), so both packages must carry it.
+check "rpm has the interface XML" \
+  grep -qx /usr/share/dbus-1/interfaces/io.dpsd.Provisioning1.xml <<<"$actual"
 scripts=$(rpm -qp --scripts "$rpmfile" 2>/dev/null)
 for s in "postinstall scriptlet" "preuninstall scriptlet" "postuninstall scriptlet"; do
   check "rpm has a $s" grep -q "^$s" <<<"$scripts"
