@@ -4,6 +4,8 @@
 #include "support/files.hpp"
 #include "support/mqtt_client.hpp"
 #include "support/net.hpp"
+#include "support/notify_socket.hpp"
+#include "support/private_bus.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_pki.hpp"
