@@ -1,80 +1,18 @@
 #pragma once
-// The long-running daemon for fidelity and hostile tests: a datagram socket playing systemd's
-// NOTIFY_SOCKET (every raw datagram kept, so a test can look for injected lines), dpsd started
-// with --no-bus against a Device, and helpers over what it logged.
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <cstdio>
+// The long-running daemon for fidelity and hostile tests: dpsd started with --no-bus against a
+// Device, telling a NotifyCapture (support/notify_socket.hpp) what it does, and helpers over what
+// it logged.
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <memory>
 #include <regex>
-#include <sstream>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "dpsd_fixture.hpp"
+#include "support/notify_socket.hpp"
 
 namespace dpsd::test {
-
-class NotifyCapture {
- public:
-  explicit NotifyCapture(const std::filesystem::path& path) : path_(path) {
-    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      throw std::runtime_error("bind notify socket " + path.string());
-    }
-  }
-  ~NotifyCapture() { ::close(fd_); }
-  NotifyCapture(const NotifyCapture&) = delete;
-  NotifyCapture& operator=(const NotifyCapture&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
-  // Every datagram so far, raw.
-  const std::vector<std::string>& datagrams() {
-    std::vector<char> buffer(1 << 16);
-    for (;;) {
-      const ssize_t n = ::recv(fd_, buffer.data(), buffer.size(), 0);
-      if (n <= 0) break;
-      datagrams_.emplace_back(buffer.data(), static_cast<std::size_t>(n));
-    }
-    return datagrams_;
-  }
-  // The value of every STATUS= line, in order.
-  std::vector<std::string> statuses() {
-    std::vector<std::string> out;
-    for (const auto& d : datagrams()) {
-      std::istringstream lines(d);
-      for (std::string line; std::getline(lines, line);) {
-        if (line.rfind("STATUS=", 0) == 0) out.push_back(line.substr(7));
-      }
-    }
-    return out;
-  }
-  bool any_status(const std::function<bool(const std::string&)>& pred) {
-    for (const auto& s : statuses()) {
-      if (pred(s)) return true;
-    }
-    return false;
-  }
-  std::string all_statuses() {
-    std::string out;
-    for (const auto& s : statuses()) out += "  STATUS=" + s + "\n";
-    return out;
-  }
-
- private:
-  std::filesystem::path path_;
-  int fd_ = -1;
-  std::vector<std::string> datagrams_;
-};
 
 // dpsd as a daemon (no bus) for `device`, telling `notify` what it does.
 inline std::unique_ptr<Process> start_daemon(const Device& device, const NotifyCapture& notify) {

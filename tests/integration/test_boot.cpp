@@ -4,8 +4,6 @@
 // state file, and from what reached the emulator.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -15,6 +13,7 @@
 
 #include "dpsd_fixture.hpp"
 #include "support/net.hpp"
+#include "support/notify_socket.hpp"
 #include "support/wait.hpp"
 
 namespace dpsd::test {
@@ -22,54 +21,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using nlohmann::json;
-
-// A datagram socket that plays systemd's notify socket.
-class NotifySocket {
- public:
-  explicit NotifySocket(const std::filesystem::path& path) : path_(path) {
-    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      throw std::runtime_error("bind notify socket " + path.string());
-    }
-  }
-  ~NotifySocket() { ::close(fd_); }
-  const std::filesystem::path& path() const { return path_; }
-
-  // Drains pending datagrams into the message list and returns all messages so far.
-  const std::vector<std::string>& messages() {
-    char buffer[4096];
-    for (;;) {
-      const ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
-      if (n <= 0) break;
-      messages_.emplace_back(buffer, static_cast<std::size_t>(n));
-    }
-    return messages_;
-  }
-  bool ready() {
-    for (const auto& m : messages()) {
-      if (m.find("READY=1") != std::string::npos) return true;
-    }
-    return false;
-  }
-  std::string last_status() {
-    std::string status;
-    for (const auto& m : messages()) {
-      std::istringstream lines(m);
-      for (std::string line; std::getline(lines, line);) {
-        if (line.rfind("STATUS=", 0) == 0) status = line.substr(7);
-      }
-    }
-    return status;
-  }
-
- private:
-  std::filesystem::path path_;
-  int fd_ = -1;
-  std::vector<std::string> messages_;
-};
 
 // utime + stime of a process, in clock ticks converted to milliseconds.
 long cpu_ms(pid_t pid) {
@@ -97,7 +48,7 @@ class Boot : public ::testing::Test {
   // Starts the daemon (no --once, no bus) with a test notify socket.
   std::unique_ptr<Process> start_daemon(const Device& device,
                                         std::map<std::string, std::string> env = {}) {
-    notify_ = std::make_unique<NotifySocket>(device.dir() / "notify.sock");
+    notify_ = std::make_unique<NotifyCapture>(device.dir() / "notify.sock");
     ProcessOptions options;
     options.env = std::move(env);
     options.env["NOTIFY_SOCKET"] = notify_->path().string();
@@ -111,7 +62,7 @@ class Boot : public ::testing::Test {
   }
 
   static std::unique_ptr<DpsEmulator> emulator_;
-  std::unique_ptr<NotifySocket> notify_;
+  std::unique_ptr<NotifyCapture> notify_;
 };
 
 std::unique_ptr<DpsEmulator> Boot::emulator_;
@@ -310,7 +261,7 @@ TEST_F(Boot, SigtermDuringPollExitsCleanlyAndLeavesStateAlone) {
   EXPECT_EQ(*code, 0);
   EXPECT_LT(took, 1s);
   EXPECT_FALSE(device->has_state());
-  EXPECT_NE(notify_->messages().back().find("STOPPING=1"), std::string::npos);
+  EXPECT_NE(notify_->datagrams().back().find("STOPPING=1"), std::string::npos);
 }
 
 TEST_F(Boot, ClockBeforeBuildTimeWaitsThenProceeds) {
@@ -336,7 +287,7 @@ TEST_F(Boot, WatchdogIsPingedFromTheLoop) {
   ASSERT_TRUE(wait_until(
       [&] {
         std::size_t n = 0;
-        for (const auto& m : notify_->messages()) n += m.find("WATCHDOG=1") != std::string::npos;
+        for (const auto& m : notify_->datagrams()) n += m.find("WATCHDOG=1") != std::string::npos;
         return n >= 3;
       },
       10s))

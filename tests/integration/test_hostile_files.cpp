@@ -3,9 +3,7 @@
 // process that must not be dumpable. Every wait is bounded: a FIFO used to block dpsd in open()
 // before READY, with signals blocked, so the old code fails these tests on their deadlines.
 #include <gtest/gtest.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -16,6 +14,7 @@
 #include <vector>
 
 #include "support/files.hpp"
+#include "support/notify_socket.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 #include "support/wait.hpp"
@@ -27,39 +26,6 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 constexpr const char* kKey = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=\n";
-
-// systemd's notify socket, played by the test: collects every datagram dpsd sends.
-class NotifySocket {
- public:
-  explicit NotifySocket(fs::path path) : path_(std::move(path)) {
-    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      throw std::runtime_error("bind notify socket " + path_.string());
-    }
-  }
-  ~NotifySocket() { ::close(fd_); }
-  NotifySocket(const NotifySocket&) = delete;
-  NotifySocket& operator=(const NotifySocket&) = delete;
-  const fs::path& path() const { return path_; }
-  bool ready() {
-    char buffer[4096];
-    for (;;) {
-      const ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
-      if (n <= 0) break;
-      text_.append(buffer, static_cast<std::size_t>(n));
-      text_ += '\n';
-    }
-    return text_.find("READY=1") != std::string::npos;
-  }
-
- private:
-  fs::path path_;
-  int fd_ = -1;
-  std::string text_;
-};
 
 struct CliRun {
   int code = -1;
@@ -200,7 +166,7 @@ TEST_F(HostileFiles, DeeplyNestedPayloadIsRefusedNotACrash) {
 TEST_F(HostileFiles, FifoAtStateFileDoesNotBlockTheDaemon) {
   write_file(config_path(), config(), 0644);
   ASSERT_EQ(::mkfifo((dir_ / "state/state.json").c_str(), 0644), 0);
-  NotifySocket notify(dir_ / "notify.sock");
+  NotifyCapture notify(dir_ / "notify.sock");
   ProcessOptions options;
   options.env["NOTIFY_SOCKET"] = notify.path().string();
   Process dpsd({DPSD_BINARY, "--no-bus", "--config", config_path().string()}, options);
@@ -223,7 +189,7 @@ TEST_F(HostileFiles, FifoAtStateFileDoesNotBlockTheDaemon) {
 // belong to root, whatever user it runs as.
 TEST_F(HostileFiles, DaemonIsNotDumpable) {
   write_file(config_path(), config(), 0644);
-  NotifySocket notify(dir_ / "notify.sock");
+  NotifyCapture notify(dir_ / "notify.sock");
   // Everything the daemon touches belongs to nobody, who must also be able to send to the
   // notify socket.
   for (const auto& entry : fs::recursive_directory_iterator(dir_.path())) {
