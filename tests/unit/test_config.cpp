@@ -366,7 +366,9 @@ TEST(PayloadJson, NestingIsBoundedBeforeAnyDomIsBuilt) {
       deep += open;
       tail += close;
     }
-    auto result = validate_payload_json(deep + "1" + tail);
+    deep += "1";
+    deep += tail;
+    auto result = validate_payload_json(deep);
     ASSERT_FALSE(result);
     EXPECT_EQ(result.error(), "is nested deeper than 64 levels");
   }
