@@ -16,6 +16,7 @@
 
 #include "core/text_sanitize.hpp"
 #include "dpsd/version.hpp"
+#include "io/config_files.hpp"
 #include "io/identity.hpp"
 #include "io/key_source.hpp"
 #include "io/log.hpp"
@@ -589,7 +590,7 @@ void Daemon::finish_once(int code) {
 
 void Daemon::reload() {
   io::log_notice("SIGHUP: reloading " + options_.config_path.string());
-  core::ConfigResult loaded = core::load_config(options_.config_path);
+  core::ConfigResult loaded = io::load_config(options_.config_path);
   if (!loaded.config) {
     for (const auto& problem : loaded.problems) io::log_error(problem.to_string());
     io::log_error("configuration not reloaded: keeping the running one");
@@ -657,7 +658,7 @@ void Daemon::notify_status() {
 }
 
 int check_config(const std::filesystem::path& config_path) {
-  core::ConfigResult result = core::load_config(config_path);
+  core::ConfigResult result = io::load_config(config_path);
   std::vector<std::string> problems;
   for (const auto& problem : result.problems) problems.push_back(problem.to_string());
   if (result.config) {

@@ -7,8 +7,8 @@
 #include <string>
 
 #include "app/daemon.hpp"
-#include "core/config.hpp"
 #include "dpsd/version.hpp"
+#include "io/config_files.hpp"
 #include "io/log.hpp"
 
 namespace {
@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
 
   if (options.check_config) return dpsd::app::check_config(options.config_path);
 
-  dpsd::core::ConfigResult loaded = dpsd::core::load_config(options.config_path);
+  dpsd::core::ConfigResult loaded = dpsd::io::load_config(options.config_path);
   if (!loaded.config) {
     for (const auto& problem : loaded.problems) dpsd::io::log_error(problem.to_string());
     return dpsd::app::kExitConfig;

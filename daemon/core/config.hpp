@@ -1,20 +1,21 @@
 #pragma once
 // The daemon's configuration: /etc/dpsd/config.toml plus drop-ins config.d/*.toml (applied in
 // lexical order, later files override single keys). Unknown keys are errors so typos never pass
-// silently. Parsing is pure (documents in, Config or problems out); load_config() adds the file
-// reading. Every problem names the file, the key and the reason.
+// silently. Parsing is pure (texts in, Config or problems out): the keys and their checks are in
+// config_schema, the merging in config_merge; io::load_config() (io/config_files.hpp) reads the
+// files. Every problem names the file, the key and the reason.
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
-#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 #include "core/expected.hpp"
 #include "core/http_proxy.hpp"
+#include "core/key_uri.hpp"  // the URI syntax of the key fields below, for their users
 #include "core/transport.hpp"
 
 namespace dpsd::core {
@@ -47,7 +48,7 @@ struct Config {
   std::optional<proxy::ProxyUrl> proxy;
   bool proxy_configured = false;
   // [proxy] credentials: "file:///path" or "credential:NAME" holding "user:password" (one line).
-  // load_config() reads it (key-file rules: regular file, private mode) into proxy->user and
+  // io::load_config() reads it (key-file rules: regular file, private mode) into proxy->user and
   // proxy->password, so nothing downstream needs to know where they came from.
   std::optional<std::string> proxy_credentials_uri;
   // [provisioning.attestation]
@@ -100,12 +101,16 @@ struct ConfigDocument {
   std::string name;  // file path for messages
   std::string text;  // TOML
   // True when only the owner (and dpsd's own group) can read the file: the one place a proxy
-  // password in [proxy] url is accepted. load_config() sets it from the file's mode.
+  // password in [proxy] url is accepted. io::load_config() sets it from the file's mode.
   bool private_file = false;
 };
 
-// Pure: merges the documents in order and validates. Does not read payload_file or key files.
-ConfigResult parse_config(const std::vector<ConfigDocument>& documents);
+// Pure: applies the main document, then the drop-ins in the order given, and validates each
+// key and the rules across keys. Does not read payload_file, key or credential files. Every
+// required key missing is reported against the main document (where an operator would add it),
+// except after a syntax error: the key may well be in the document that failed to parse.
+ConfigResult parse_config(const ConfigDocument& main,
+                          const std::vector<ConfigDocument>& drop_ins = {});
 
 // A payload_file's contents: a JSON object (DPS types DeviceRegistration.payload as an object,
 // models.tsp), nested at most kMaxPayloadDepth deep (checked with a SAX pass before any DOM is
@@ -118,44 +123,5 @@ Expected<std::string> validate_payload_json(std::string_view text);
 // concepts-service, "Registration ID"), so an X.509 certificate's CN matches the configured id
 // when they differ only in ASCII case.
 bool same_registration_id(std::string_view a, std::string_view b);
-
-// Durations: an integer (seconds) or a string such as "250ms", "2s", "5min", "1h".
-std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
-
-// The parsed form of provisioning.attestation.symmetric_key. The syntax lives here so the
-// config check and dpsd::io's key loader agree on it; reading the key is dpsd::io's job.
-struct KeyUri {
-  enum class Kind { File, Credential };
-  Kind kind;
-  std::string value;  // File: the absolute path (taken literally, no %-decoding); Credential: NAME
-};
-// "file:///abs/path" or "credential:NAME" (NAME a plain file name). Errors never echo the text
-// after the scheme: an operator who pastes the key itself there must not see it in a log.
-Expected<KeyUri> parse_key_uri(std::string_view uri);
-
-// A PKCS#11 URI (RFC 7512), as far as dpsd uses it: path attributes (token, object, id, serial,
-// …) select the token and the object; values are %-decoded (so "id" holds raw bytes). The text
-// is kept as written because libengine-pkcs11-openssl parses it again. "pin-value" and
-// "pin-source" are refused: the PIN comes from [pkcs11] pin_file or pin_credential, and the
-// message never echoes what followed "pin-value=".
-struct Pkcs11Uri {
-  std::string text;
-  std::map<std::string, std::string> path;
-  std::map<std::string, std::string> query;
-};
-bool is_pkcs11_uri(std::string_view uri);
-Expected<Pkcs11Uri> parse_pkcs11_uri(std::string_view uri);
-
-// Reads main_file, then <dir of main_file>/config.d/*.toml in lexical order (other extensions
-// and dot files ignored), parses, then reads payload_file and validates it as JSON into
-// payload_json, reads [proxy] credentials into proxy->user/password, and checks that
-// trust_bundle is a regular file. Every file goes through core::open_regular_file: a FIFO,
-// directory, device or (except trust_bundle) symlink is refused with the path and what it is;
-// config files are read up to 1 MiB, payload_file and the credentials up to 64 KiB. A missing main
-// file is reported only when the result lacks required keys (so drop-ins alone may configure the
-// daemon); any other read error is always a problem. It does not look at the key source: core does
-// no key I/O, so the caller runs dpsd::io::check_key_source(config.symmetric_key_uri) itself (as
-// --check-config does).
-ConfigResult load_config(const std::filesystem::path& main_file);
 
 }  // namespace dpsd::core

@@ -14,8 +14,8 @@
 #include <cstdlib>
 #include <ctime>
 
-#include "core/regular_file.hpp"
 #include "io/openssl_error.hpp"
+#include "io/regular_file.hpp"
 
 namespace dpsd::io {
 
@@ -30,19 +30,19 @@ struct BioDeleter {
 using BioPtr = std::unique_ptr<BIO, BioDeleter>;
 
 // Same rules as key_source.cpp's read_key(): O_NOFOLLOW and the private-file mode rule for files
-// (core::private_file_problem: nothing for others, group read only for dpsd's own group, so the
+// (private_file_problem: nothing for others, group read only for dpsd's own group, so the
 // documented 0640 root:dpsd install works), since a symlink or a readable file is a key someone
-// else can copy or swap. core::read_opened_file reads into one buffer that never reallocates,
+// else can copy or swap. read_opened_file reads into one buffer that never reallocates,
 // and SecretText wipes it.
 Expected<SecretText> read_private(const std::string& path, const std::string& what,
                                   bool enforce_private) {
-  auto file = core::open_regular_file(path, what, !enforce_private);
+  auto file = open_regular_file(path, what, !enforce_private);
   if (!file) return Error{file.error()};
   if (enforce_private) {
-    if (auto problem = core::private_file_problem(file->st, what, path)) return Error{*problem};
+    if (auto problem = private_file_problem(file->st, what, path)) return Error{*problem};
   }
   std::string text;
-  auto read = core::read_opened_file(*file, kMaxSecretSize, what, text);
+  auto read = read_opened_file(*file, kMaxSecretSize, what, text);
   SecretText secret(std::move(text));
   if (!read) return Error{read.error()};
   return secret;
@@ -52,7 +52,7 @@ Expected<SecretText> read_private(const std::string& path, const std::string& wh
 // not hang --check-config or the daemon, and a symlink in the keys directory is refused as for
 // the key beside it.
 Expected<std::vector<X509Ptr>> read_chain(const std::string& path) {
-  auto pem = core::read_regular_file(path, kMaxSecretSize, path);
+  auto pem = read_regular_file(path, kMaxSecretSize, path);
   if (!pem) return Error{pem.error()};
   BioPtr bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
   if (!bio) return Error{"cannot read " + path + ": " + openssl_reason()};

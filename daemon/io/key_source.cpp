@@ -5,8 +5,8 @@
 #include <cstdlib>
 #include <optional>
 
-#include "core/config.hpp"
-#include "core/regular_file.hpp"
+#include "core/key_uri.hpp"
+#include "io/regular_file.hpp"
 
 namespace dpsd::io {
 
@@ -54,12 +54,12 @@ std::optional<std::string> base64_problem(std::string_view text) {
 }
 
 // `what` names the source in every message: "key file /path" or "credential 'name' (/path)".
-// Opening, the file-type check and the bounded read are core::open_regular_file's (O_NONBLOCK so
+// Opening, the file-type check and the bounded read are open_regular_file's (O_NONBLOCK so
 // a FIFO cannot hang the daemon, O_NOFOLLOW for key files).
 Expected<SecretText> read_key(const std::string& path, const std::string& what,
                               bool enforce_private) {
   // Credentials live in a directory systemd made; it may link them, so they are followed.
-  auto file = core::open_regular_file(path, what, !enforce_private);
+  auto file = open_regular_file(path, what, !enforce_private);
   if (!file) {
     if (enforce_private && file.error().find("symbolic link") != std::string::npos) {
       return Error{what + " is a symbolic link; refusing to follow it (point symmetric_key at " +
@@ -70,12 +70,12 @@ Expected<SecretText> read_key(const std::string& path, const std::string& what,
   // systemd manages credential directories and their modes; for plain files we are the
   // last line of defence against a key anyone on the gateway can copy.
   if (enforce_private) {
-    if (auto problem = core::private_file_problem(file->st, what, path)) return Error{*problem};
+    if (auto problem = private_file_problem(file->st, what, path)) return Error{*problem};
   }
   // read_opened_file reads into one buffer that never reallocates; SecretText wipes it on
   // every path out of here, and the trimmed copy below is a SecretText too.
   std::string raw;
-  auto read = core::read_opened_file(*file, kMaxKeyFileSize, what, raw);
+  auto read = read_opened_file(*file, kMaxKeyFileSize, what, raw);
   SecretText whole(std::move(raw));
   if (!read) {
     if (read.error().find("is larger than") != std::string::npos) {

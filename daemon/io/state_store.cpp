@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "core/mqtt_inbound_gate.hpp"
-#include "core/regular_file.hpp"
+#include "io/regular_file.hpp"
 #include "io/unique_fd.hpp"
 
 namespace dpsd::io {
@@ -180,16 +180,16 @@ std::optional<core::Assignment> StateStore::load(std::string* problem) const {
     return std::nullopt;
   };
 
-  // O_NONBLOCK|O_NOFOLLOW (core::open_regular_file): a FIFO planted at state.json would
+  // O_NONBLOCK|O_NOFOLLOW (open_regular_file): a FIFO planted at state.json would
   // otherwise block this open() before READY, with every signal blocked, so not even SIGTERM
   // could stop the daemon; dpsd itself only ever renames a regular file into place.
   int open_errno = 0;
-  auto file = core::open_regular_file(path.string(), "", false, &open_errno);
+  auto file = open_regular_file(path.string(), "", false, &open_errno);
   // Only a missing file means "never provisioned"; anything else is worth a log line.
   if (!file && open_errno == ENOENT) return std::nullopt;
   if (!file) return fail(file.error());
   std::string text;
-  if (auto read = core::read_opened_file(*file, kMaxStateFileSize, "", text); !read) {
+  if (auto read = read_opened_file(*file, kMaxStateFileSize, "", text); !read) {
     return fail(read.error());
   }
 

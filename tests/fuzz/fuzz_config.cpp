@@ -1,5 +1,6 @@
-// libFuzzer target: core::parse_config with drop-ins. The input is split on the byte 0x00 into up
-// to three TOML documents (main file, then two drop-ins), so the fuzzer explores merging too.
+// libFuzzer target: the pure core::parse_config, from text, with drop-ins (no file is read). The
+// input is split on the byte 0x00 into up to three TOML documents (main file, then two drop-ins),
+// so the fuzzer explores merging too.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -24,7 +25,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
   documents.push_back({kNames[documents.size()], current});
-  const auto result = dpsd::core::parse_config(documents);
+  const std::vector<dpsd::core::ConfigDocument> drop_ins(documents.begin() + 1, documents.end());
+  const auto result = dpsd::core::parse_config(documents.front(), drop_ins);
   // Exactly one of: a config, or problems (each with a reason).
   if (result.config.has_value() == !result.problems.empty()) std::abort();
   for (const auto& problem : result.problems) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "io/config_files.hpp"
 #include "io/key_source.hpp"
 
 namespace dpsd {
@@ -348,7 +349,7 @@ TEST(LoadConfig, DropInsApplyInLexicalOrderAndOtherNamesAreIgnored) {
   write(dir / "config.d/30-old.toml.bak", "not toml at all [");
   write(dir / "config.d/.#20-site.toml", "not toml at all [");
   fs::create_directories(dir / "config.d/README.d");
-  const auto result = core::load_config(main);
+  const auto result = io::load_config(main);
   ASSERT_TRUE(result.config.has_value()) << ::testing::PrintToString(lines(result));
   EXPECT_EQ(result.config->retry_max, std::chrono::minutes(3));
   EXPECT_EQ(result.config->retry_initial, std::chrono::seconds(3));
@@ -358,7 +359,7 @@ TEST(LoadConfig, ProblemsNameTheDropIn) {
   ScratchDir dir;
   const auto main = write(dir / "config.toml", kRequired);
   const auto dropin = write(dir / "config.d/50-x.toml", "[paths]\nstate_dir = \"relative\"\n");
-  const auto result = core::load_config(main);
+  const auto result = io::load_config(main);
   ASSERT_EQ(result.problems.size(), 1u);
   EXPECT_EQ(result.problems[0].file, dropin.string());
   EXPECT_EQ(result.problems[0].key, "paths.state_dir");
@@ -367,14 +368,14 @@ TEST(LoadConfig, ProblemsNameTheDropIn) {
 TEST(LoadConfig, MissingMainFileIsFineWhenDropInsSupplyEverything) {
   ScratchDir dir;
   write(dir / "config.d/10-device.toml", kRequired);
-  const auto result = core::load_config(dir / "config.toml");
+  const auto result = io::load_config(dir / "config.toml");
   EXPECT_TRUE(result.config.has_value()) << ::testing::PrintToString(lines(result));
 }
 
 TEST(LoadConfig, MissingMainFileIsReportedWhenKeysAreMissing) {
   ScratchDir dir;
   const auto main = dir / "config.toml";
-  const auto result = core::load_config(main);
+  const auto result = io::load_config(main);
   ASSERT_EQ(result.problems.size(), 4u) << ::testing::PrintToString(lines(result));
   EXPECT_EQ(result.problems[0].to_string(),
             main.string() + ": cannot open: No such file or directory");
@@ -386,7 +387,7 @@ TEST(LoadConfig, UnreadableMainFileIsAlwaysAProblem) {
   ScratchDir dir;
   fs::create_directories(dir / "config.toml");
   write(dir / "config.d/10-device.toml", kRequired);
-  const auto result = core::load_config(dir / "config.toml");
+  const auto result = io::load_config(dir / "config.toml");
   ASSERT_EQ(result.problems.size(), 1u) << ::testing::PrintToString(lines(result));
   EXPECT_EQ(result.problems[0].to_string(),
             (dir / "config.toml").string() + ": is a directory, not a regular file");
@@ -397,7 +398,7 @@ TEST(LoadConfig, UnreadableDropInDoesNotClaimKeysAreMissing) {
   const auto main = write(dir / "config.toml", "[retry]\nmax = \"1min\"\n");
   fs::create_directories(dir / "config.d");
   fs::create_symlink(dir / "nowhere.toml", dir / "config.d/10-device.toml");
-  const auto result = core::load_config(main);
+  const auto result = io::load_config(main);
   ASSERT_EQ(result.problems.size(), 1u) << ::testing::PrintToString(lines(result));
   EXPECT_EQ(result.problems[0].to_string(),
             (dir / "config.d/10-device.toml").string() +
@@ -411,7 +412,7 @@ TEST(LoadConfig, PayloadFileIsReadAsCompactJson) {
   const auto main = write(dir / "config.toml", std::string(kRequired));
   write(dir / "config.d/10-payload.toml",
         "[provisioning]\npayload_file = \"" + payload.string() + "\"\n");
-  const auto result = core::load_config(main);
+  const auto result = io::load_config(main);
   ASSERT_TRUE(result.config.has_value()) << ::testing::PrintToString(lines(result));
   EXPECT_EQ(result.config->payload_file, payload);
   EXPECT_EQ(result.config->payload_json, R"({"model":"gw-1","slots":[1,2]})");
@@ -424,7 +425,7 @@ TEST(LoadConfig, PayloadFileProblemsNameTheFile) {
   write(dir / "config.d/10-payload.toml",
         "[provisioning]\npayload_file = \"" + payload.string() + "\"\n");
 
-  auto missing = core::load_config(main);
+  auto missing = io::load_config(main);
   ASSERT_EQ(missing.problems.size(), 1u) << ::testing::PrintToString(lines(missing));
   EXPECT_FALSE(missing.config.has_value());
   EXPECT_EQ(
@@ -432,7 +433,7 @@ TEST(LoadConfig, PayloadFileProblemsNameTheFile) {
       payload.string() + ": provisioning.payload_file: cannot open: No such file or directory");
 
   write(payload, "{\"model\": gw-1}");
-  auto invalid = core::load_config(main);
+  auto invalid = io::load_config(main);
   ASSERT_EQ(invalid.problems.size(), 1u) << ::testing::PrintToString(lines(invalid));
   EXPECT_EQ(invalid.problems[0].file, payload.string());
   EXPECT_EQ(invalid.problems[0].reason.rfind("is not valid JSON: parse error at line 1", 0), 0u)
@@ -445,7 +446,7 @@ TEST(LoadConfig, ShippedConfigAsksOnlyForIdScopeAndRegistrationId) {
   ScratchDir dir;
   const auto copy = dir / "config.toml";
   fs::copy_file(fs::path(DPSD_SOURCE_DIR) / "etc/dpsd/config.toml", copy);
-  const auto result = core::load_config(copy);
+  const auto result = io::load_config(copy);
   ASSERT_EQ(lines(result),
             (std::vector<std::string>{
                 copy.string() +
@@ -461,7 +462,7 @@ TEST(LoadConfig, ShippedConfigAsksOnlyForIdScopeAndRegistrationId) {
   // Uncommenting the examples is enough to get a complete configuration.
   write(dir / "config.d/10-device.toml",
         "[provisioning]\nid_scope = \"0ne0012ABCD\"\nregistration_id = \"gateway-0042\"\n");
-  const auto filled = core::load_config(copy);
+  const auto filled = io::load_config(copy);
   ASSERT_TRUE(filled.config.has_value()) << ::testing::PrintToString(lines(filled));
   const core::Config defaults;
   EXPECT_EQ(filled.config->symmetric_key_uri, "file:///etc/dpsd/keys/device.key");
@@ -483,7 +484,7 @@ TEST(LoadConfig, ShippedDefaultsMatchTheCode) {
     text += line + "\n";
   }
   const auto main = write(dir / "config.toml", text);
-  const auto result = core::load_config(main);
+  const auto result = io::load_config(main);
   // payload_file points at an example file that does not exist here; everything else is fine.
   ASSERT_EQ(result.problems.size(), 1u) << ::testing::PrintToString(lines(result));
   EXPECT_EQ(result.problems[0].key, "provisioning.payload_file");
@@ -491,7 +492,7 @@ TEST(LoadConfig, ShippedDefaultsMatchTheCode) {
   fs::create_directories(dir / "config.d");
   write(dir / "config.d/10.toml",
         "[provisioning]\npayload_file = \"\"\n[tls]\ntrust_bundle = \"\"\n");
-  const auto parsed = core::load_config(main);
+  const auto parsed = io::load_config(main);
   ASSERT_TRUE(parsed.config.has_value()) << ::testing::PrintToString(lines(parsed));
   const core::Config d;
   const core::Config& c = *parsed.config;
@@ -517,14 +518,14 @@ TEST(LoadConfig, ProxyPasswordInUrlNeedsAPrivateConfigFile) {
   const auto main = write(dir / "config.toml", kRequired, 0644);
   const auto dropin = write(dir / "config.d/50-proxy.toml",
                             "[proxy]\nurl = \"http://u:hunter2@proxy:3128\"\n", 0644);
-  const auto open = core::load_config(main);
+  const auto open = io::load_config(main);
   ASSERT_EQ(open.problems.size(), 1u) << ::testing::PrintToString(lines(open));
   EXPECT_EQ(open.problems[0].file, dropin.string());
   EXPECT_EQ(open.problems[0].key, "proxy.url");
   EXPECT_EQ(open.problems[0].to_string().find("hunter2"), std::string::npos);
 
   ASSERT_EQ(::chmod(dropin.c_str(), 0600), 0);
-  const auto owner_only = core::load_config(main);
+  const auto owner_only = io::load_config(main);
   ASSERT_TRUE(owner_only.config) << ::testing::PrintToString(lines(owner_only));
   EXPECT_EQ(owner_only.config->proxy->password, "hunter2");
 }
@@ -536,7 +537,7 @@ TEST(LoadConfig, ProxyCredentialsFromAFile) {
   write(dir / "config.d/50-proxy.toml",
         "[proxy]\nurl = \"http://proxy:3128\"\ncredentials = \"file://" + secret.string() + "\"\n",
         0644);
-  const auto result = core::load_config(main);
+  const auto result = io::load_config(main);
   ASSERT_TRUE(result.config) << ::testing::PrintToString(lines(result));
   ASSERT_TRUE(result.config->proxy);
   EXPECT_EQ(result.config->proxy->user, "proxyuser");
@@ -545,7 +546,7 @@ TEST(LoadConfig, ProxyCredentialsFromAFile) {
 
   // Key-file rules: readable by others is refused, naming the file and never the content.
   ASSERT_EQ(::chmod(secret.c_str(), 0644), 0);
-  const auto open = core::load_config(main);
+  const auto open = io::load_config(main);
   ASSERT_EQ(open.problems.size(), 1u) << ::testing::PrintToString(lines(open));
   EXPECT_EQ(open.problems[0].key, "proxy.credentials");
   EXPECT_EQ(open.problems[0].reason, "file " + secret.string() +
@@ -555,18 +556,18 @@ TEST(LoadConfig, ProxyCredentialsFromAFile) {
   // A FIFO, a symlink or a file without "user:" are refused too.
   fs::remove(secret);
   ASSERT_EQ(::mkfifo(secret.c_str(), 0600), 0);
-  const auto fifo = core::load_config(main);
+  const auto fifo = io::load_config(main);
   ASSERT_EQ(fifo.problems.size(), 1u);
   EXPECT_EQ(fifo.problems[0].reason, "file " + secret.string() + " is a FIFO, not a regular file");
   fs::remove(secret);
   write(dir / "keys/real", "u:p\n", 0600);
   fs::create_symlink(dir / "keys/real", secret);
-  const auto link = core::load_config(main);
+  const auto link = io::load_config(main);
   ASSERT_EQ(link.problems.size(), 1u);
   EXPECT_NE(link.problems[0].reason.find("is a symbolic link"), std::string::npos);
   fs::remove(secret);
   write(secret, "hunter2\n", 0600);
-  const auto shapeless = core::load_config(main);
+  const auto shapeless = io::load_config(main);
   ASSERT_EQ(shapeless.problems.size(), 1u);
   EXPECT_EQ(shapeless.problems[0].reason,
             "file " + secret.string() + " must hold one line, user:password");
@@ -581,7 +582,7 @@ TEST(LoadConfig, ProxyCredentialsFromASystemdCredential) {
                               "[proxy]\nurl = \"http://proxy:3128\"\ncredentials = "
                               "\"credential:proxy\"\n",
                           0644);
-  const auto result = core::load_config(main);
+  const auto result = io::load_config(main);
   ASSERT_TRUE(result.config) << ::testing::PrintToString(lines(result));
   EXPECT_EQ(result.config->proxy->user, "cred-user");
   EXPECT_EQ(result.config->proxy->password, "cred-pass");
@@ -596,7 +597,7 @@ TEST(LoadConfig, PayloadFileMustBeARegularFileHoldingAJsonObject) {
   write(main, "[provisioning]\npayload_file = \"" + payload.string() + "\"\n" +
                   std::string(kRequired).substr(std::string(kRequired).find("id_scope")));
   const auto expect_problem = [&](const std::string& reason) {
-    const auto result = core::load_config(main);
+    const auto result = io::load_config(main);
     ASSERT_EQ(result.problems.size(), 1u) << ::testing::PrintToString(lines(result));
     EXPECT_EQ(result.problems[0].to_string(),
               payload.string() + ": provisioning.payload_file: " + reason);
@@ -616,7 +617,7 @@ TEST(LoadConfig, TrustBundleMustBeARegularFile) {
   ASSERT_EQ(::mkfifo(bundle.c_str(), 0644), 0);
   const auto main = write(dir / "config.toml", std::string(kRequired) + "[tls]\ntrust_bundle = \"" +
                                                    bundle.string() + "\"\n");
-  const auto result = core::load_config(main);
+  const auto result = io::load_config(main);
   ASSERT_EQ(result.problems.size(), 1u) << ::testing::PrintToString(lines(result));
   EXPECT_EQ(result.problems[0].to_string(),
             bundle.string() + ": tls.trust_bundle: is a FIFO, not a regular file");
@@ -624,7 +625,7 @@ TEST(LoadConfig, TrustBundleMustBeARegularFile) {
   fs::remove(bundle);
   write(dir / "real.pem", "", 0644);
   fs::create_symlink(dir / "real.pem", bundle);
-  EXPECT_TRUE(core::load_config(main).config);
+  EXPECT_TRUE(io::load_config(main).config);
 }
 
 }  // namespace

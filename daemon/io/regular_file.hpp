@@ -4,8 +4,8 @@
 // (signals are blocked then, so SIGTERM could not stop it), a device node or a directory is never
 // one of our files, and a wrong path such as /dev/zero must not fill memory. So every open is
 // O_RDONLY|O_NONBLOCK|O_CLOEXEC|O_NOCTTY, with O_NOFOLLOW unless the caller allows a symlink, and
-// fstat() refuses anything that is not a regular file before a byte is read. Lives in core (it
-// is plain POSIX, no adapter) because core::load_config reads files and dpsd_io builds on core.
+// fstat() refuses anything that is not a regular file before a byte is read. An adapter (it
+// opens and reads files), so it lives in io: the core stays free of I/O.
 #include <sys/stat.h>
 
 #include <cstddef>
@@ -16,10 +16,10 @@
 #include "core/expected.hpp"
 #include "io/unique_fd.hpp"
 
-namespace dpsd::core {
+namespace dpsd::io {
 
 struct OpenedFile {
-  io::UniqueFd fd;
+  UniqueFd fd;
   struct stat st {};
 };
 
@@ -50,4 +50,4 @@ const char* file_type_name(mode_t mode);
 std::optional<std::string> private_file_problem(const struct stat& st, const std::string& what,
                                                 const std::string& path);
 
-}  // namespace dpsd::core
+}  // namespace dpsd::io

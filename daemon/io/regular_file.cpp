@@ -1,4 +1,4 @@
-#include "core/regular_file.hpp"
+#include "io/regular_file.hpp"
 
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -11,7 +11,7 @@
 #include <cstring>
 #include <vector>
 
-namespace dpsd::core {
+namespace dpsd::io {
 
 namespace {
 
@@ -144,4 +144,4 @@ std::optional<std::string> private_file_problem(const struct stat& st, const std
   return std::nullopt;
 }
 
-}  // namespace dpsd::core
+}  // namespace dpsd::io
