@@ -4,7 +4,6 @@
 #include <systemd/sd-daemon.h>
 
 #include <cstdlib>
-#include <ctime>
 #include <iostream>
 #include <random>
 #include <system_error>
@@ -151,12 +150,8 @@ void Daemon::feed(const core::SupervisorEvent& event) {
 }
 
 void Daemon::feed(const core::Now& now, const core::SupervisorEvent& event) {
-  core::SupervisorActions actions = supervisor_.handle(now, event);
+  const core::SupervisorActions actions = supervisor_.handle(now, event);
   mirror_status();
-  execute(std::move(actions));
-}
-
-void Daemon::execute(core::SupervisorActions actions) {
   for (const auto& action : actions) execute(action);
 }
 
@@ -213,23 +208,8 @@ void Daemon::on_attempt_ended(core::Outcome outcome) {
 }
 
 void Daemon::save(const core::SaveAssignment& save) {
-  const core::RegistrationState& state = save.registration_state;
-  core::Assignment assignment;
-  assignment.status = "assigned";
-  assignment.assigned_hub = state.assigned_hub;
-  assignment.device_id = state.device_id;
-  // Ours, not the reply's: the reply's copy is not validated, and DPS echoes the one we sent.
-  assignment.registration_id = config_.registration_id;
-  assignment.id_scope = config_.id_scope;
-  assignment.substatus = state.substatus;
-  assignment.payload_json = state.payload_json;
-  assignment.provisioned_at_unix = static_cast<std::int64_t>(std::time(nullptr));
-  assignment.attestation = identity_->names.attestation;
-  assignment.enrollment = identity_->names.enrollment;
-  assignment.key_uri = identity_->names.key_uri;
-  assignment.endpoint = identity_->names.endpoint;
-  assignment.fingerprint = identity_->fingerprint;
-  assignment.transport = core::transport_name(save.transport);
+  core::Assignment assignment =
+      assignment_record(config_, *identity_, save.registration_state, save.transport);
   if (auto status = store_.save(assignment); !status) {
     return feed(core::AssignmentNotSaved{status.error()});
   }

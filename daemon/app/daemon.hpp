@@ -48,7 +48,6 @@ class Daemon final : public ProvisioningControl {
  private:
   void feed(const core::SupervisorEvent& event);
   void feed(const core::Now& now, const core::SupervisorEvent& event);
-  void execute(core::SupervisorActions actions);
   void execute(const core::SupervisorAction& action);
   void start_attempt(const core::AttemptPlan& plan);
   void on_attempt_ended(core::Outcome outcome);

@@ -1,6 +1,7 @@
 #include "app/identity_loader.hpp"
 
 #include <chrono>
+#include <ctime>
 
 #include "core/base64.hpp"
 #include "core/state_record.hpp"
@@ -119,6 +120,28 @@ Expected<PreparedIdentity> prepare_identity(const core::Config& config) {
     return status.failure().within("paths.runtime_dir");
   }
   return loaded;
+}
+
+core::Assignment assignment_record(const core::Config& config, const PreparedIdentity& identity,
+                                   const core::RegistrationState& state,
+                                   core::Transport transport) {
+  core::Assignment assignment;
+  assignment.status = "assigned";
+  assignment.assigned_hub = state.assigned_hub;
+  assignment.device_id = state.device_id;
+  // Ours, not the reply's: the reply's copy is not validated, and DPS echoes the one we sent.
+  assignment.registration_id = config.registration_id;
+  assignment.id_scope = config.id_scope;
+  assignment.substatus = state.substatus;
+  assignment.payload_json = state.payload_json;
+  assignment.provisioned_at_unix = static_cast<std::int64_t>(std::time(nullptr));
+  assignment.attestation = identity.names.attestation;
+  assignment.enrollment = identity.names.enrollment;
+  assignment.key_uri = identity.names.key_uri;
+  assignment.endpoint = identity.names.endpoint;
+  assignment.fingerprint = identity.fingerprint;
+  assignment.transport = core::transport_name(transport);
+  return assignment;
 }
 
 }  // namespace dpsd::app

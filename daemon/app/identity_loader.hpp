@@ -13,8 +13,11 @@
 #include <string>
 
 #include "core/config.hpp"
+#include "core/dps_messages.hpp"
 #include "core/expected.hpp"
 #include "core/sas_token.hpp"
+#include "core/state_record.hpp"
+#include "core/transport.hpp"
 #include "io/identity.hpp"
 #include "io/key_source.hpp"
 #include "io/tls_context.hpp"
@@ -45,5 +48,10 @@ struct PreparedIdentity {
 // Loads the key or certificate named by the config, builds the TLS context, and creates the
 // private directory the relay socket lives in. Warns (log) about a certificate near its expiry.
 Expected<PreparedIdentity> prepare_identity(const core::Config& config);
+
+// What state.json records about an assignment DPS made for this identity: the reply's hub,
+// device and payload, provisioned now, with the inputs' names and fingerprint.
+core::Assignment assignment_record(const core::Config& config, const PreparedIdentity& identity,
+                                   const core::RegistrationState& state, core::Transport transport);
 
 }  // namespace dpsd::app

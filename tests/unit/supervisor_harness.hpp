@@ -12,6 +12,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/supervisor.hpp"
@@ -69,7 +70,7 @@ inline Outcome assigned(std::string hub = "hub-b.example", std::string device = 
 class SupervisorHarness {
  public:
   explicit SupervisorHarness(SupervisorPolicy policy, std::uint64_t seed = 42)
-      : engine_(seed), supervisor_(policy, [this] { return engine_(); }) {}
+      : engine_(seed), supervisor_(std::move(policy), [this] { return engine_(); }) {}
 
   // ---- the world's answers, set by the test -----------------------------------------------------
   Expected<std::string> identity = std::string(kFingerprint);  // LoadIdentity

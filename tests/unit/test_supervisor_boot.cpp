@@ -53,7 +53,7 @@ TEST(SupervisorBoot, StaleCacheIsServedAndConfirmedBehindIt) {
   policy.reprovision_on_start = ReprovisionOnStart::WhenStale;
   policy.stale_after = std::chrono::hours(24);
   SupervisorHarness h(policy);
-  h.boot(make_cached(kWallStart - 2 * 86400));
+  h.boot(make_cached(kWallStart - std::int64_t{2} * 86400));
   ASSERT_TRUE(h.attempt.has_value()) << "a stale cache is confirmed with DPS";
   // Consumers keep the cached assignment while the confirmation runs, and when it fails.
   EXPECT_EQ(h.status().state, SupervisorState::Provisioned);
