@@ -52,7 +52,7 @@ SupervisorActions Supervisor::on(const Now& now, const Booted& event) {
   }
   identity_ready_ = true;
   fingerprint_ = event.fingerprint.value();
-  if (event.cached) serve(now, *event.cached, actions);
+  if (event.cached) serve(*event.cached, actions);
 
   if (policy_.once) {
     // --timeout bounds the whole run, whatever DPS says about pacing.
@@ -115,7 +115,7 @@ SupervisorActions Supervisor::on(const Now& now, const Reloaded& event) {
 
 SupervisorActions Supervisor::on(const Now& now, const CacheLoaded& event) {
   SupervisorActions actions;
-  if (event.cached) serve(now, *event.cached, actions);
+  if (event.cached) serve(*event.cached, actions);
   if (status_.state != SupervisorState::Provisioned) {
     auto start = begin_attempt(now);
     actions.insert(actions.end(), start.begin(), start.end());
@@ -124,7 +124,7 @@ SupervisorActions Supervisor::on(const Now& now, const CacheLoaded& event) {
   return actions;
 }
 
-void Supervisor::serve(const Now& /*now*/, const Assignment& cached, SupervisorActions& actions) {
+void Supervisor::serve(const Assignment& cached, SupervisorActions& actions) {
   if (cached.fingerprint != fingerprint_) {
     actions.emplace_back(
         LogEntry{LogLevel::Notice,

@@ -206,7 +206,7 @@ class Supervisor {
   SupervisorActions start_requested(const Now& now);
   AttemptPlan plan_attempt(const Now& now, SupervisorActions& actions);
   void remember_operation(const Now& now, const Outcome& outcome);
-  void serve(const Now& now, const Assignment& cached, SupervisorActions& actions);
+  void serve(const Assignment& cached, SupervisorActions& actions);
   bool cache_is_stale(const Now& now) const;
   // Sets the status for a retry after `delay` and arms the timer.
   void schedule_retry(const Now& now, std::chrono::milliseconds delay, SupervisorActions& actions);
