@@ -49,13 +49,21 @@ Attempt::Attempt(sd_event* event, SSL_CTX* tls, const core::Config& config, core
       setback_(std::move(setback)),
       done_(std::move(done)),
       registration_(make_request(config, plan)),
+      preferred_(plan.preferred),
       response_timer_(event, [this] { feed(core::TimerFired{core::TimerId::Response}); }),
       poll_timer_(event, [this] { feed(core::TimerFired{core::TimerId::Poll}); }),
       retry_timer_(event, [this] { feed(core::TimerFired{core::TimerId::Retry}); }),
       attempt_timer_(event, [this] { feed(core::TimerFired{core::TimerId::Attempt}); }),
-      close_grace_timer_(event, [this] {
-        channel_.reset();
-        complete_when_closed();
+      close_grace_timer_(event,
+                         [this] {
+                           channel_.reset();
+                           complete_when_closed();
+                         }),
+      completion_(event, [this] {
+        core::Outcome outcome = std::move(*outcome_);
+        outcome_.reset();
+        Done done = done_;
+        done(std::move(outcome));  // may destroy *this: nothing after this line
       }) {}
 
 Attempt::~Attempt() = default;
@@ -223,20 +231,9 @@ void Attempt::close_connection() {
 }
 
 void Attempt::complete_when_closed() {
-  if (!outcome_ || channel_ || completion_) return;
+  if (!outcome_ || channel_ || completion_.pending()) return;
   close_grace_timer_.cancel();
-  sd_event_source* raw = nullptr;
-  sd_event_add_defer(
-      event_, &raw,
-      [](sd_event_source* /*source*/, void* userdata) {
-        auto* self = static_cast<Attempt*>(userdata);
-        core::Outcome outcome = std::move(*self->outcome_);
-        Done done = self->done_;
-        done(std::move(outcome));  // may destroy *self: nothing after this line
-        return 0;
-      },
-      this);
-  completion_.reset(raw);
+  completion_.post();
 }
 
 }  // namespace dpsd::app

@@ -1,8 +1,8 @@
 #pragma once
 // One registration attempt carried out: the pure core::Registration's actions executed against
 // the secure channel, libmosquitto and sd-event timers, and their results fed back as events.
-// The outcome is delivered from a deferred event source once the connection is closed, so the
-// owner may destroy the Attempt in its callback.
+// The outcome is delivered through an io::Deferred once the connection is closed, so the owner
+// may destroy the Attempt in its callback.
 #include <openssl/ssl.h>
 #include <systemd/sd-event.h>
 
@@ -16,6 +16,7 @@
 #include "core/poll_pacer.hpp"
 #include "core/provisioner.hpp"
 #include "core/sas_token.hpp"
+#include "core/supervisor.hpp"
 #include "io/event_loop.hpp"
 #include "io/mqtt_session.hpp"
 #include "io/secure_channel.hpp"
@@ -23,10 +24,7 @@
 namespace dpsd::app {
 
 // What the supervisor decides for one attempt beyond the config.
-struct AttemptPlan {
-  std::string resume_operation_id;                  // poll this operation instead of registering
-  std::chrono::milliseconds attempt_limit{600000};  // the attempt ends (transient) after this
-};
+using AttemptPlan = core::AttemptPlan;
 
 class Attempt {
  public:
@@ -43,8 +41,6 @@ class Attempt {
   Attempt& operator=(const Attempt&) = delete;
 
   void start();
-  // transport = "auto": start with the transport that worked last time.
-  void prefer(core::Transport transport) { preferred_ = transport; }
   // The transport of the last channel that came up (Mqtt until one did).
   core::Transport transport_used() const { return used_transport_; }
 
@@ -67,7 +63,7 @@ class Attempt {
   core::Registration registration_;
   std::string client_id_;
   std::string username_;
-  core::Transport preferred_ = core::Transport::Mqtt;
+  core::Transport preferred_;  // transport = "auto": start with the one that worked last time
   core::Transport used_transport_ = core::Transport::Mqtt;
   std::string channel_close_reason_;  // set when the server closed while libmosquitto drains
   std::unique_ptr<io::SecureChannel> channel_;
@@ -78,7 +74,7 @@ class Attempt {
   io::Timer attempt_timer_;
   io::Timer close_grace_timer_;
   std::optional<core::Outcome> outcome_;
-  io::EventSourcePtr completion_;
+  io::Deferred completion_;  // delivers outcome_ to done_ from the loop
 };
 
 }  // namespace dpsd::app

@@ -1,27 +1,24 @@
 #pragma once
-// The daemon's supervisor: loads the identity, serves a cached assignment at once, runs
-// registration attempts one at a time with backoff between them (forever, politely), records each
-// outcome (state file, status model, D-Bus, systemd STATUS=), and never exits because
-// provisioning failed. `--once` is the same machine with an exit instead of a wait.
+// The daemon: the adapter that carries out core::Supervisor's decisions. The supervisor decides
+// (state, delays, exit codes, the cache, the status line); the daemon owns what those decisions
+// touch: the sd-event loop, its timers and signals, the identity (app/identity_loader), the
+// state files (io::StateStore), the running app::Attempt, the D-Bus service, and sd_notify.
+// It feeds the supervisor what happened (with the time) and executes the actions it gets back.
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 
 #include "app/attempt.hpp"
 #include "app/bus_service.hpp"
-#include "core/backoff.hpp"
+#include "app/identity_loader.hpp"
 #include "core/config.hpp"
 #include "core/poll_pacer.hpp"
-#include "core/sas_token.hpp"
-#include "core/state_record.hpp"
+#include "core/supervisor.hpp"
 #include "io/event_loop.hpp"
-#include "io/identity.hpp"
 #include "io/state_store.hpp"
-#include "io/tls_context.hpp"
 
 namespace dpsd::app {
 
@@ -35,26 +32,12 @@ struct Options {
   std::chrono::seconds once_timeout{120};
 };
 
-// The shortest time between two registrations that callers start with Reprovision: 40 calls in
-// 8 s made 40 registrations before this existed.
-inline constexpr std::chrono::seconds kReprovisionInterval{10};
-// How long an accepted operation is worth resuming; after that a fresh register is cheaper than
-// asking about something the service may have forgotten.
-inline constexpr std::chrono::minutes kOperationResumeWindow{15};
-
-// Exit codes (documented in --help and the README).
-enum ExitCode : int {
-  kExitOk = 0,
-  kExitRefused = 1,      // DPS refused the registration (401, 404, failed, disabled, …)
-  kExitConfig = 2,       // invalid command line, configuration or key
-  kExitUnreachable = 3,  // --once gave up: DPS not reached or not answering within --timeout
-  kExitStateWrite = 4,   // provisioned, but the state file could not be written
-};
-
 class Daemon final : public ProvisioningControl {
  public:
   Daemon(core::Config config, Options options);
   ~Daemon() override;
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
   int run();  // returns the process exit code
 
   // ProvisioningControl
@@ -63,70 +46,38 @@ class Daemon final : public ProvisioningControl {
   std::optional<ConnectionInfo> connection_info() const override;
 
  private:
-  // Loads key, TLS context and fingerprint for config_; on failure sets LastError and returns
-  // false (the daemon then waits for SIGHUP, Reprovision or the slow retry).
-  bool prepare_identity();
-  bool load_symmetric_key();  // file: or credential:, derived for group enrollments
-  const char* attestation_name() const;
-  const std::string& key_uri() const;  // the key the fingerprint and the state name
-  void serve_cache();
-  bool cache_is_stale() const;
-  void start_attempt();
-  AttemptPlan plan_attempt();
-  void remember_operation(const core::Outcome& outcome);
-  void start_requested_attempt();
-  void notify_status();
-  bool clock_is_sane();
-  void on_outcome(core::Outcome outcome);
-  void schedule_retry(std::chrono::milliseconds delay);
-  void finish_once(int code);
+  void feed(const core::SupervisorEvent& event);
+  void feed(const core::Now& now, const core::SupervisorEvent& event);
+  void execute(const core::SupervisorAction& action);
+  void start_attempt(const core::AttemptPlan& plan);
+  void on_attempt_ended(core::Outcome outcome);
+  void save(const core::SaveAssignment& save);
+  void wait_for_clock(std::int64_t until_unix);
+  void publish_status();
+  // The identity for config_ (logged when it fails); the fingerprint, or why not.
+  Expected<std::string> prepare_identity();
+  std::optional<core::Assignment> load_cache();
   void reload();
-  void status_changed();
-  std::string status_line() const;
-  core::Assignment make_assignment(const core::RegistrationState& state) const;
+  core::SupervisorPolicy policy() const;
+  void mirror_status();
 
   core::Config config_;
   Options options_;
   io::EventLoop loop_;
-  // X.509 client certificate and key. Declared before tls_ so it is destroyed after it: a key
-  // that lives in a PKCS#11 token needs its engine for as long as the SSL_CTX holds it.
-  std::unique_ptr<io::Identity> identity_;
-  io::SslCtxPtr tls_;
-  core::Signer signer_;  // symmetric keys: computes the SAS HMAC
-  bool identity_ready_ = false;
-  std::string fingerprint_;
-  std::string last_transport_;  // what worked last ("mqtt" | "mqtt-ws"), for transport = "auto"
-  std::string device_key_;  // base64; for GetConnectionInfo only, wiped when replaced or destroyed
+  std::unique_ptr<PreparedIdentity> identity_;
   io::StateStore store_;
-  core::Backoff backoff_;
-  core::Backoff refused_backoff_;
-  std::mt19937_64 random_;
+  core::Supervisor supervisor_;
+  core::PollPacer poll_pacer_;  // DPS's poll limit is per device: it outlives attempts
   std::unique_ptr<Attempt> attempt_;
   io::Timer retry_timer_;
-  core::PollPacer poll_pacer_;
-  // The operation an unfinished attempt left running on the service (202 + operationId), for
-  // the next attempt to poll instead of registering again (one registration, one bill).
-  struct PendingOperation {
-    std::string id;
-    std::string fingerprint;  // of the inputs it was registered with
-    std::chrono::steady_clock::time_point issued;
-  };
-  std::optional<PendingOperation> pending_operation_;
-  // Reprovision calls coalesce: one caller-started registration per kReprovisionInterval.
-  std::optional<std::chrono::steady_clock::time_point> last_requested_start_;
   io::Timer reprovision_timer_;
-  std::uint64_t reprovision_at_usec_ = 0;  // when the scheduled one runs; 0 when none
   io::Timer once_deadline_;
   io::EventSourcePtr clock_wait_;
-  std::vector<io::EventSourcePtr> signal_sources_;
-  StatusModel status_;
+  io::EventSourcePtr sighup_;
+  StatusModel status_;  // the supervisor's status, as the bus shows it
   std::unique_ptr<BusService> bus_;
-  std::chrono::steady_clock::time_point started_;
-  std::chrono::steady_clock::time_point attempt_started_;
-  int exit_code_ = kExitOk;
+  bool exiting_ = false;
+  int exit_code_ = core::kExitOk;
 };
-
-// --check-config: prints every problem (file: key: reason) and returns 0 or kExitConfig.
-int check_config(const std::filesystem::path& config_path);
 
 }  // namespace dpsd::app

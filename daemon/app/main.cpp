@@ -6,6 +6,7 @@
 #include <iostream>
 #include <string>
 
+#include "app/check_config.hpp"
 #include "app/daemon.hpp"
 #include "dpsd/version.hpp"
 #include "io/config_files.hpp"
@@ -92,7 +93,7 @@ int main(int argc, char** argv) {
         if (end == optarg || *end != '\0' || value <= 0) {
           std::cerr << "dpsd: --timeout wants a positive number of seconds, not '" << optarg
                     << "'\n";
-          return dpsd::app::kExitConfig;
+          return dpsd::core::kExitConfig;
         }
         options.once_timeout = std::chrono::seconds(value);
         break;
@@ -108,12 +109,12 @@ int main(int argc, char** argv) {
         return 0;
       default:
         std::cerr << kUsage;
-        return dpsd::app::kExitConfig;
+        return dpsd::core::kExitConfig;
     }
   }
   if (optind != argc) {
     std::cerr << "dpsd: unexpected argument '" << argv[optind] << "'\n" << kUsage;
-    return dpsd::app::kExitConfig;
+    return dpsd::core::kExitConfig;
   }
   dpsd::io::set_log_verbose(options.verbose);
 
@@ -122,7 +123,7 @@ int main(int argc, char** argv) {
   dpsd::core::ConfigResult loaded = dpsd::io::load_config(options.config_path);
   if (!loaded.config) {
     for (const auto& problem : loaded.problems) dpsd::io::log_error(problem.to_string());
-    return dpsd::app::kExitConfig;
+    return dpsd::core::kExitConfig;
   }
   try {
     dpsd::app::Daemon daemon(std::move(*loaded.config), options);

@@ -37,14 +37,16 @@ using BioPtr = std::unique_ptr<BIO, BioDeleter>;
 Expected<SecretText> read_private(const std::string& path, const std::string& what,
                                   bool enforce_private) {
   auto file = open_regular_file(path, what, !enforce_private);
-  if (!file) return Error{file.error()};
+  if (!file) return file.failure();
   if (enforce_private) {
-    if (auto problem = private_file_problem(file->st, what, path)) return Error{*problem};
+    if (auto problem = private_file_problem(file->st, what, path)) {
+      return Error{Errc::PermissionDenied, *problem};
+    }
   }
   std::string text;
   auto read = read_opened_file(*file, kMaxSecretSize, what, text);
   SecretText secret(std::move(text));
-  if (!read) return Error{read.error()};
+  if (!read) return read.failure();
   return secret;
 }
 
@@ -53,9 +55,9 @@ Expected<SecretText> read_private(const std::string& path, const std::string& wh
 // the key beside it.
 Expected<std::vector<X509Ptr>> read_chain(const std::string& path) {
   auto pem = read_regular_file(path, kMaxSecretSize, path);
-  if (!pem) return Error{pem.error()};
+  if (!pem) return pem.failure();
   BioPtr bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
-  if (!bio) return Error{"cannot read " + path + ": " + openssl_reason()};
+  if (!bio) return Error{Errc::Crypto, "cannot read " + path + ": " + openssl_reason()};
   std::vector<X509Ptr> chain;
   for (;;) {
     X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
@@ -65,14 +67,14 @@ Expected<std::vector<X509Ptr>> read_chain(const std::string& path) {
   // PEM_read_bio_X509 ends every file with "no start line"; only a first failure is an error.
   const unsigned long last = ERR_peek_last_error();
   if (chain.empty()) {
-    return Error{path + " holds no PEM certificate" +
-                 (last != 0 ? " (" + openssl_reason() + ")" : std::string())};
+    return Error{Errc::Invalid, path + " holds no PEM certificate" +
+                                    (last != 0 ? " (" + openssl_reason() + ")" : std::string())};
   }
   if (ERR_GET_REASON(last) == PEM_R_NO_START_LINE) {
     ERR_clear_error();
   } else if (last != 0) {
-    return Error{path + ": certificate " + std::to_string(chain.size() + 1) +
-                 " cannot be read: " + openssl_reason()};
+    return Error{Errc::Invalid, path + ": certificate " + std::to_string(chain.size() + 1) +
+                                    " cannot be read: " + openssl_reason()};
   }
   return chain;
 }
@@ -93,20 +95,21 @@ std::string subject_cn(X509* cert) {
 Expected<std::chrono::system_clock::time_point> not_after(X509* cert) {
   std::tm tm{};
   if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1) {
-    return Error{"the certificate's notAfter cannot be read: " + openssl_reason()};
+    return Error{Errc::Invalid, "the certificate's notAfter cannot be read: " + openssl_reason()};
   }
   return std::chrono::system_clock::from_time_t(timegm(&tm));
 }
 
 Expected<EvpPkeyPtr> pem_key(const SecretText& pem, const std::string& what) {
   BioPtr bio(BIO_new_mem_buf(pem.view().data(), static_cast<int>(pem.view().size())));
-  if (!bio) return Error{"cannot read " + what + ": " + openssl_reason()};
+  if (!bio) return Error{Errc::Crypto, "cannot read " + what + ": " + openssl_reason()};
   // No passphrase callback: an encrypted key would need a secret in the config; use a
   // credential (systemd encrypts those) or a token instead.
   EvpPkeyPtr key(PEM_read_bio_PrivateKey(
       bio.get(), nullptr, [](char*, int, int, void*) { return -1; }, nullptr));
   if (!key) {
-    return Error{what + " holds no unencrypted PEM private key (" + openssl_reason() + ")"};
+    return Error{Errc::Invalid,
+                 what + " holds no unencrypted PEM private key (" + openssl_reason() + ")"};
   }
   return key;
 }
@@ -120,32 +123,34 @@ struct EngineKey {
 // through OpenSSL's dynamic engine; MODULE_PATH must be set before ENGINE_init, which loads it.
 Expected<EngineKey> engine_key(const std::string& uri, const Pkcs11Settings& settings) {
   auto pin = load_pin(settings);
-  if (!pin) return Error{pin.error()};
+  if (!pin) return pin.failure();
   ENGINE_load_dynamic();
   ENGINE* raw = ENGINE_by_id("pkcs11");
   if (raw == nullptr) {
-    return Error{"the OpenSSL pkcs11 engine is not available (install libengine-pkcs11-openssl): " +
-                 openssl_reason()};
+    return Error{Errc::Unsupported,
+                 "the OpenSSL pkcs11 engine is not available (install libengine-pkcs11-openssl): " +
+                     openssl_reason()};
   }
   if (ENGINE_ctrl_cmd_string(raw, "MODULE_PATH", settings.module.c_str(), 0) != 1) {
     ENGINE_free(raw);
-    return Error{"pkcs11 engine: cannot set module " + settings.module.string() + ": " +
-                 openssl_reason()};
+    return Error{Errc::Crypto, "pkcs11 engine: cannot set module " + settings.module.string() +
+                                   ": " + openssl_reason()};
   }
   if (ENGINE_init(raw) != 1) {
     ENGINE_free(raw);
-    return Error{"pkcs11 engine: cannot load module " + settings.module.string() + ": " +
-                 openssl_reason()};
+    return Error{Errc::Crypto, "pkcs11 engine: cannot load module " + settings.module.string() +
+                                   ": " + openssl_reason()};
   }
   EngineKey out;
   out.engine.reset(raw);  // from here the deleter does ENGINE_finish + ENGINE_free
   if (!pin->view().empty() && ENGINE_ctrl_cmd_string(raw, "PIN", pin->view().c_str(), 0) != 1) {
-    return Error{"pkcs11 engine: cannot set the PIN: " + openssl_reason()};
+    return Error{Errc::Crypto, "pkcs11 engine: cannot set the PIN: " + openssl_reason()};
   }
   out.key.reset(ENGINE_load_private_key(raw, uri.c_str(), nullptr, nullptr));
   if (!out.key) {
-    return Error{"no private key " + uri + " in module " + settings.module.string() +
-                 " (wrong token or object label, or wrong PIN): " + openssl_reason()};
+    return Error{Errc::Crypto,
+                 "no private key " + uri + " in module " + settings.module.string() +
+                     " (wrong token or object label, or wrong PIN): " + openssl_reason()};
   }
   return out;
 }
@@ -165,15 +170,15 @@ std::optional<Pkcs11Settings> pkcs11_settings(const core::Config& config) {
 
 Expected<SecretText> read_secret(std::string_view uri, std::string_view what) {
   auto parsed = core::parse_key_uri(uri);
-  if (!parsed) return Error{std::string(what) + ": " + parsed.error()};
+  if (!parsed) return parsed.failure().within(std::string(what));
   if (parsed->kind == core::KeyUri::Kind::File) {
     return read_private(parsed->value, std::string(what) + " file " + parsed->value, true);
   }
   const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
   if (dir == nullptr || *dir == '\0') {
-    return Error{std::string(what) + ": credential '" + parsed->value +
-                 "' not found: $CREDENTIALS_DIRECTORY is not set (add LoadCredential= or "
-                 "SetCredential= to the service)"};
+    return Error{Errc::NotFound, std::string(what) + ": credential '" + parsed->value +
+                                     "' not found: $CREDENTIALS_DIRECTORY is not set (add "
+                                     "LoadCredential= or SetCredential= to the service)"};
   }
   const std::string path = std::string(dir) + "/" + parsed->value;
   return read_private(
@@ -219,33 +224,34 @@ Expected<Identity> load_identity(std::string_view cert_uri, std::string_view key
   Identity identity;
   auto cert_path = core::parse_key_uri(cert_uri);
   if (!cert_path || cert_path->kind != core::KeyUri::Kind::File) {
-    return Error{"identity_cert: must be file:///absolute/path.pem"};
+    return Error{Errc::Invalid, "identity_cert: must be file:///absolute/path.pem"};
   }
   auto chain = read_chain(cert_path->value);
-  if (!chain) return Error{"identity_cert: " + chain.error()};
+  if (!chain) return chain.failure().within("identity_cert");
   identity.chain_ = std::move(chain.value());
   identity.subject_cn_ = subject_cn(identity.certificate());
   auto expiry = not_after(identity.certificate());
-  if (!expiry) return Error{"identity_cert: " + expiry.error()};
+  if (!expiry) return expiry.failure().within("identity_cert");
   identity.not_after_ = *expiry;
 
   if (core::is_pkcs11_uri(key_uri)) {
-    if (!pkcs11) return Error{"identity_pk: a pkcs11: key needs [pkcs11] module"};
+    if (!pkcs11) return Error{Errc::Invalid, "identity_pk: a pkcs11: key needs [pkcs11] module"};
     auto loaded = engine_key(std::string(key_uri), *pkcs11);
-    if (!loaded) return Error{"identity_pk: " + loaded.error()};
+    if (!loaded) return loaded.failure().within("identity_pk");
     identity.engine_ = std::move(loaded->engine);
     identity.key_ = std::move(loaded->key);
   } else {
     auto pem = read_secret(key_uri, "identity_pk");
-    if (!pem) return Error{pem.error()};
+    if (!pem) return pem.failure();
     auto key = pem_key(*pem, "identity_pk");
-    if (!key) return Error{"identity_pk: " + key.error()};
+    if (!key) return key.failure().within("identity_pk");
     identity.key_ = std::move(key.value());
   }
   if (X509_check_private_key(identity.certificate(), identity.key_.get()) != 1) {
     ERR_clear_error();
-    return Error{"identity_pk: the private key does not belong to the certificate in " +
-                 cert_path->value};
+    return Error{
+        Errc::Crypto,
+        "identity_pk: the private key does not belong to the certificate in " + cert_path->value};
   }
   return identity;
 }
@@ -256,13 +262,14 @@ Expected<Identity> load_identity(const core::Config& config) {
 
 Status check_identity(const core::Config& config) {
   auto identity = load_identity(config);
-  if (!identity) return Error{identity.error()};
+  if (!identity) return identity.failure();
   // DPS registration IDs are case-insensitive, so DPS accepts a CN that differs only in case.
   if (!core::same_registration_id(identity->subject_cn(), config.registration_id)) {
-    return Error{"identity_cert: the certificate's subject CN is \"" + identity->subject_cn() +
-                 "\" but provisioning.registration_id is \"" + config.registration_id +
-                 "\"; DPS takes the CN as the registration ID, so they must be equal (ignoring "
-                 "case)"};
+    return Error{Errc::Invalid,
+                 "identity_cert: the certificate's subject CN is \"" + identity->subject_cn() +
+                     "\" but provisioning.registration_id is \"" + config.registration_id +
+                     "\"; DPS takes the CN as the registration ID, so they must be equal (ignoring "
+                     "case)"};
   }
   return ok_status();
 }

@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <optional>
 
@@ -59,18 +60,22 @@ std::optional<std::string> base64_problem(std::string_view text) {
 Expected<SecretText> read_key(const std::string& path, const std::string& what,
                               bool enforce_private) {
   // Credentials live in a directory systemd made; it may link them, so they are followed.
-  auto file = open_regular_file(path, what, !enforce_private);
+  int open_errno = 0;
+  auto file = open_regular_file(path, what, !enforce_private, &open_errno);
   if (!file) {
-    if (enforce_private && file.error().find("symbolic link") != std::string::npos) {
-      return Error{what + " is a symbolic link; refusing to follow it (point symmetric_key at " +
-                   "the file itself)"};
+    if (enforce_private && open_errno == ELOOP) {
+      return Error{Errc::NotRegularFile,
+                   what + " is a symbolic link; refusing to follow it (point symmetric_key at " +
+                       "the file itself)"};
     }
-    return Error{file.error()};
+    return file.failure();
   }
   // systemd manages credential directories and their modes; for plain files we are the
   // last line of defence against a key anyone on the gateway can copy.
   if (enforce_private) {
-    if (auto problem = private_file_problem(file->st, what, path)) return Error{*problem};
+    if (auto problem = private_file_problem(file->st, what, path)) {
+      return Error{Errc::PermissionDenied, *problem};
+    }
   }
   // read_opened_file reads into one buffer that never reallocates; SecretText wipes it on
   // every path out of here, and the trimmed copy below is a SecretText too.
@@ -78,35 +83,35 @@ Expected<SecretText> read_key(const std::string& path, const std::string& what,
   auto read = read_opened_file(*file, kMaxKeyFileSize, what, raw);
   SecretText whole(std::move(raw));
   if (!read) {
-    if (read.error().find("is larger than") != std::string::npos) {
-      return Error{what + " is larger than " + std::to_string(kMaxKeyFileSize) +
-                   " bytes; it does not look like a key"};
+    if (read.code() == Errc::TooLarge) {
+      return Error{Errc::TooLarge, what + " is larger than " + std::to_string(kMaxKeyFileSize) +
+                                       " bytes; it does not look like a key"};
     }
-    return Error{read.error()};
+    return read.failure();
   }
 
   std::string_view text(whole.view());
   constexpr std::string_view kSpace = " \t\r\n\v\f";
   const auto first = text.find_first_not_of(kSpace);
-  if (first == std::string_view::npos) return Error{what + " is empty"};
+  if (first == std::string_view::npos) return Error{Errc::Invalid, what + " is empty"};
   text = text.substr(first, text.find_last_not_of(kSpace) - first + 1);
-  if (auto problem = base64_problem(text)) return Error{what + " " + *problem};
+  if (auto problem = base64_problem(text)) return Error{Errc::Invalid, what + " " + *problem};
   return SecretText(std::string(text));
 }
 
 Expected<SecretText> load(std::string_view uri) {
   auto parsed = core::parse_key_uri(uri);
   // No "symmetric_key: " prefix here: callers name the setting when they report the error.
-  if (!parsed) return Error{parsed.error()};
+  if (!parsed) return parsed.failure();
   if (parsed->kind == core::KeyUri::Kind::File) {
     return read_key(parsed->value, "key file " + parsed->value, true);
   }
   const std::string& name = parsed->value;
   const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
   if (dir == nullptr || *dir == '\0') {
-    return Error{"credential '" + name +
-                 "' not found: $CREDENTIALS_DIRECTORY is not set (add LoadCredential= or "
-                 "SetCredential= to the service)"};
+    return Error{Errc::NotFound, "credential '" + name +
+                                     "' not found: $CREDENTIALS_DIRECTORY is not set (add "
+                                     "LoadCredential= or SetCredential= to the service)"};
   }
   const std::string path = std::string(dir) + "/" + name;
   return read_key(path, "credential '" + name + "' (" + path + ")", false);
@@ -135,7 +140,7 @@ Status check_key_source(std::string_view uri) {
   // Loading is the check: the same code path the daemon uses, and the SecretText wipes the key
   // as soon as this returns.
   auto key = load(uri);
-  if (!key) return Error{key.error()};
+  if (!key) return key.failure();
   return ok_status();
 }
 

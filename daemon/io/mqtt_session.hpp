@@ -2,15 +2,16 @@
 // libmosquitto as a thin MQTT 3.1.1 session on our sd-event loop. It never sees the network:
 // it connects to the secure channel's Unix socket (libmosquitto treats port 0 as a socket path),
 // so DNS, TCP and TLS stay in io/secure_channel. Callbacks are queued while libmosquitto runs
-// and delivered after it returns, so a handler may destroy the session.
+// and delivered from the loop afterwards, one per io::Deferred dispatch, so a handler may
+// destroy the session.
 #include <mosquitto.h>
 #include <systemd/sd-event.h>
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
 #include <variant>
-#include <vector>
 
 #include "core/expected.hpp"
 #include "io/event_loop.hpp"
@@ -58,7 +59,8 @@ class MqttSession {
   static int on_misc(sd_event_source* source, uint64_t usec, void* userdata);
   void after_mosquitto_call(int rc, const char* what);
   void update_io_events();
-  void deliver_pending();
+  void queue(Pending event);
+  void deliver_one();
 
   sd_event* event_;
   Handlers handlers_;
@@ -68,9 +70,9 @@ class MqttSession {
   std::unique_ptr<mosquitto, MosqDeleter> mosq_;
   EventSourcePtr io_source_;
   EventSourcePtr misc_timer_;
-  std::vector<Pending> pending_;
+  std::deque<Pending> pending_;
+  Deferred delivery_;  // runs deliver_one() from the loop while pending_ holds events
   bool lost_reported_ = false;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace dpsd::io
