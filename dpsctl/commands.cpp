@@ -21,9 +21,13 @@ int timeout_failure(const Args& args, const std::string& goal, const Properties&
   return kTimeout;
 }
 
+// dpsd's LastError for a refusal already says "DPS refused the registration: 401 …"; the
+// words are added only to a LastError that does not start with them (an older dpsd, or none).
 [[noreturn]] void refused(const Properties& p) {
-  throw Failure{kFailed,
-                "DPS refused the registration: " + or_dash(escape_once(as_string(p, "LastError")))};
+  static const std::string kRefused = "DPS refused the registration";
+  const std::string last_error = escape_once(as_string(p, "LastError"));
+  if (last_error.rfind(kRefused, 0) == 0) throw Failure{kFailed, last_error};
+  throw Failure{kFailed, kRefused + ": " + or_dash(last_error)};
 }
 
 }  // namespace
@@ -34,7 +38,8 @@ int cmd_status(const Args& args) {
   if (args.json) {
     // ASCII only: every control character and every non-ASCII code point is a \u escape, so
     // the JSON is valid and carries no raw byte a terminal would act on.
-    std::cout << to_json(p).dump(2, ' ', /*ensure_ascii=*/true,
+    // --json=short (and a bare --json) is one line, as systemd's tools print it.
+    std::cout << to_json(p).dump(args.json_pretty ? 2 : -1, ' ', /*ensure_ascii=*/true,
                                  nlohmann::json::error_handler_t::replace)
               << "\n";
   } else {

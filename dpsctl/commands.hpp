@@ -8,6 +8,7 @@ namespace dpsctl {
 struct Args {
   std::string command;
   bool json = false;
+  bool json_pretty = false;  // --json=pretty; --json and --json=short print one line
   bool wait = false;
   long timeout_sec = 120;
 };

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <string>
+#include <string_view>
 
 #include "bus_errors.hpp"
 #include "commands.hpp"
@@ -17,13 +18,14 @@ namespace {
 
 using namespace dpsctl;
 
-constexpr const char* kHelp = R"(Usage: dpsctl [OPTIONS] COMMAND
+constexpr const char* kHelp = R"(Usage: dpsctl [OPTIONS] [COMMAND]
 
 Queries and controls dpsd (Azure IoT Hub DPS provisioning) over the system bus.
 
 Commands:
-  status [--json]                    show the provisioning state (--json: the D-Bus properties
-                                     as one JSON object, for scripts)
+  status [--json[=pretty|short]]     show the provisioning state (the default command;
+                                     --json: the D-Bus properties as one JSON object, for
+                                     scripts; a bare --json is short, one line)
   reprovision [--wait] [--timeout SEC]
                                      register with DPS again (root or group dpsd): now, or when
                                      the rate limit allows (printed); with --wait, return once
@@ -34,7 +36,7 @@ Commands:
 
 Options:
       --timeout SEC   give up waiting after SEC seconds (default 120; 0 waits forever)
-      --json          with status: JSON output
+      --json[=FORM]   with status: JSON output, FORM pretty or short (the default)
       --wait          with reprovision: wait for the outcome
   -h, --help          this text
       --version       print the version
@@ -59,12 +61,9 @@ int usage_error(const std::string& message) {
 int main(int argc, char** argv) {
   enum { kJson = 1000, kWait, kTimeoutOpt, kVersion };
   static const option kLongOptions[] = {
-      {"json", no_argument, nullptr, kJson},
-      {"wait", no_argument, nullptr, kWait},
-      {"timeout", required_argument, nullptr, kTimeoutOpt},
-      {"help", no_argument, nullptr, 'h'},
-      {"version", no_argument, nullptr, kVersion},
-      {nullptr, 0, nullptr, 0},
+      {"json", optional_argument, nullptr, kJson},          {"wait", no_argument, nullptr, kWait},
+      {"timeout", required_argument, nullptr, kTimeoutOpt}, {"help", no_argument, nullptr, 'h'},
+      {"version", no_argument, nullptr, kVersion},          {nullptr, 0, nullptr, 0},
   };
   Args args;
   bool timeout_given = false;
@@ -79,6 +78,13 @@ int main(int argc, char** argv) {
     switch (c) {
       case kJson:
         args.json = true;
+        if (optarg == nullptr || std::string_view(optarg) == "short") {
+          args.json_pretty = false;
+        } else if (std::string_view(optarg) == "pretty") {
+          args.json_pretty = true;
+        } else {
+          return usage_error("--json wants pretty or short, not '" + escape_argument(optarg) + "'");
+        }
         break;
       case kWait:
         args.wait = true;
@@ -108,7 +114,7 @@ int main(int argc, char** argv) {
   }
   if (optind < argc)
     return usage_error("unexpected argument '" + escape_argument(argv[optind]) + "'");
-  if (args.command.empty()) return usage_error("missing command (status, reprovision, wait)");
+  if (args.command.empty()) args.command = "status";  // as systemctl, hostnamectl, networkctl
   if (args.json && args.command != "status") return usage_error("--json is for status only");
   if (args.wait && args.command != "reprovision") {
     return usage_error("--wait is for reprovision only");

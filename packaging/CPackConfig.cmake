@@ -10,7 +10,8 @@ set(_pkg_dir ${CMAKE_CURRENT_LIST_DIR})
 pkg_get_variable(DPSD_SYSTEMD_UNIT_DIR systemd systemdsystemunitdir)
 pkg_get_variable(DPSD_SYSUSERS_DIR systemd sysusersdir)
 pkg_get_variable(DPSD_TMPFILES_DIR systemd tmpfilesdir)
-foreach(_v DPSD_SYSTEMD_UNIT_DIR DPSD_SYSUSERS_DIR DPSD_TMPFILES_DIR)
+pkg_get_variable(DPSD_CATALOG_DIR systemd catalogdir)
+foreach(_v DPSD_SYSTEMD_UNIT_DIR DPSD_SYSUSERS_DIR DPSD_TMPFILES_DIR DPSD_CATALOG_DIR)
   if(NOT ${_v})
     message(FATAL_ERROR "${_v}: pkg-config systemd does not say (install systemd-dev/systemd)")
   endif()
@@ -29,6 +30,8 @@ install(FILES ${PROJECT_SOURCE_DIR}/systemd/dpsd.sysusers
   DESTINATION ${DPSD_SYSUSERS_DIR} RENAME dpsd.conf)
 install(FILES ${PROJECT_SOURCE_DIR}/systemd/dpsd.tmpfiles
   DESTINATION ${DPSD_TMPFILES_DIR} RENAME dpsd.conf)
+# The journal catalog: what `journalctl -x` says about each of dpsd's MESSAGE_IDs.
+install(FILES ${PROJECT_SOURCE_DIR}/systemd/dpsd.catalog DESTINATION ${DPSD_CATALOG_DIR})
 if(EXISTS ${PROJECT_SOURCE_DIR}/dbus/io.dpsd.Provisioning1.conf)
   install(FILES ${PROJECT_SOURCE_DIR}/dbus/io.dpsd.Provisioning1.conf
     DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/dbus-1/system.d)
@@ -63,6 +66,9 @@ install(FILES ${_doc_out}/dpsd.8.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
 install(FILES ${_doc_out}/dpsd.toml.5.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
 install(FILES ${_doc_out}/changelog.Debian.gz ${_pkg_dir}/copyright
   DESTINATION ${CMAKE_INSTALL_DOCDIR})
+# The consumer unit README and dpsd(8) point to: what operators copy for their own service.
+install(FILES ${PROJECT_SOURCE_DIR}/systemd/examples/iothub-consumer.service
+  DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 if(TARGET dpsctl)
   install(FILES ${_doc_out}/dpsctl.1.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 endif()
@@ -76,8 +82,10 @@ set(CPACK_PACKAGE_CONTACT "dpsd maintainers <maintainers@dpsd.io>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "Azure IoT Hub Device Provisioning Service daemon")
 set(CPACK_PACKAGE_DESCRIPTION
 "dpsd provisions a Linux gateway with the Azure IoT Hub Device Provisioning
-Service (DPS) over MQTT on TLS, using a symmetric key from a file or a
-systemd credential. It retries with backoff instead of exiting, serves a
+Service (DPS) over MQTT on TLS (or MQTT over WebSocket), attesting with a
+symmetric key from a file or a systemd credential, or with an X.509
+certificate whose private key is in a file or stays in a PKCS#11 token
+(TPM, HSM, smart card; with libengine-pkcs11-openssl). It retries with backoff instead of exiting, serves a
 cached assignment at boot, and publishes the assigned IoT Hub in
 /run/dpsd/iothub.env and on D-Bus (io.dpsd.Provisioning1). Services that
 need the identity order themselves after dps-provisioned.target.")
@@ -96,6 +104,8 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # ca-certificates: the default trust bundle is the OS store (/etc/ssl/certs/ca-certificates.crt);
 # without it the first TLS handshake with DPS fails with "certificate verify failed" (issue 11).
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "systemd, dbus, ca-certificates")
+# A private key in a PKCS#11 token ([pkcs11] in dpsd.toml(5)) goes through this OpenSSL engine.
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "libengine-pkcs11-openssl")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 # lintian reads overrides from the package itself; the RPM leaves the file out (%exclude below).
 install(FILES ${_pkg_dir}/deb/lintian-overrides
@@ -111,13 +121,14 @@ set(CPACK_RPM_PACKAGE_LICENSE "MIT")
 set(CPACK_RPM_PACKAGE_GROUP "System Environment/Daemons")
 set(CPACK_RPM_PACKAGE_URL ${CPACK_PACKAGE_HOMEPAGE_URL})
 set(CPACK_RPM_PACKAGE_REQUIRES "systemd, dbus, ca-certificates")
+set(CPACK_RPM_PACKAGE_SUGGESTS "openssl-pkcs11")
 set(CPACK_RPM_SPEC_MORE_DEFINE "%define _build_id_links none\n%define debug_package %{nil}")
 set(CPACK_RPM_USER_FILELIST
   "%config(noreplace) /etc/dpsd/config.toml"
   "%exclude /usr/share/lintian/overrides/dpsd")
 set(CPACK_RPM_EXCLUDE_FROM_AUTO_FILELIST_ADDITION
   /etc /lib /lib/systemd ${DPSD_SYSTEMD_UNIT_DIR} /usr/lib /usr/lib/systemd /usr/bin /usr/sbin
-  ${DPSD_SYSUSERS_DIR} ${DPSD_TMPFILES_DIR}
+  ${DPSD_SYSUSERS_DIR} ${DPSD_TMPFILES_DIR} ${DPSD_CATALOG_DIR}
   /usr/share/dbus-1 /usr/share/dbus-1/system.d /usr/share/dbus-1/interfaces
   /usr/share/man /usr/share/man/man1 /usr/share/man/man5 /usr/share/man/man8
   /usr/share/doc /usr/share/lintian /usr/share/lintian/overrides)

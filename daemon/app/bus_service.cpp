@@ -13,6 +13,7 @@
 
 #include "app/bus_caller.hpp"
 #include "app/bus_connection.hpp"
+#include "app/log_control.hpp"
 #include "core/errno_text.hpp"
 #include "core/text_sanitize.hpp"
 #include "io/log.hpp"
@@ -132,7 +133,12 @@ class SdBusService final : public BusService {
     sd_bus_slot* slot = nullptr;
     const int r = sd_bus_add_object_vtable(bus, &slot, kObjectPath, kInterface, kVtable, this);
     if (r < 0) return Error{"cannot export " + std::string(kObjectPath) + ": " + errno_text(r)};
-    return SlotPtr(slot);
+    SlotPtr owned(slot);
+    // On the same connection, so `systemctl service-log-level` finds it under our BusName=.
+    if (const Status log_control = export_log_control(bus); !log_control) {
+      return Error{log_control.error()};
+    }
+    return owned;
   }
 
   static int get_property(sd_bus*, const char*, const char*, const char* property,

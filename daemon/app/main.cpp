@@ -10,6 +10,7 @@
 #include "app/daemon.hpp"
 #include "dpsd/version.hpp"
 #include "io/config_files.hpp"
+#include "io/instance_lock.hpp"
 #include "io/log.hpp"
 
 namespace {
@@ -125,6 +126,8 @@ int main(int argc, char** argv) {
     for (const auto& problem : loaded.problems) dpsd::io::log_error(problem.to_string());
     return dpsd::core::kExitConfig;
   }
+  const auto lock = dpsd::io::InstanceLock::acquire(loaded.config->state_dir);  // one writer
+  if (const int code = dpsd::io::report_lock_failure(lock); code != 0) return code;
   try {
     dpsd::app::Daemon daemon(std::move(*loaded.config), options);
     return daemon.run();

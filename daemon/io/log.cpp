@@ -2,21 +2,30 @@
 
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <systemd/sd-journal.h>
 #include <unistd.h>
+
+// Without this, sd_journal_sendv would add CODE_FILE=log.cpp itself; the caller's position is
+// passed in instead (core/log_format.hpp).
+#define SD_JOURNAL_SUPPRESS_LOCATION
+#include <systemd/sd-journal.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "core/log_format.hpp"
 #include "core/text_sanitize.hpp"
 
 namespace dpsd::io {
 
 namespace {
 
-bool g_verbose = false;
+constexpr std::string_view kIdentifier = "dpsd";
+
+// Touched only on the daemon's one loop thread (and before it starts).
+int g_max_priority = static_cast<int>(LogLevel::Info);
+LogTarget g_target = LogTarget::Auto;
 
 // True when fd 2 is the journal stream systemd connected us to (see systemd.exec(5),
 // $JOURNAL_STREAM): then native journal messages carry our structured fields.
@@ -34,61 +43,110 @@ bool stderr_is_journal() {
   return value;
 }
 
-const char* level_name(LogLevel level) {
-  switch (level) {
-    case LogLevel::Error:
-      return "error";
-    case LogLevel::Warning:
-      return "warning";
-    case LogLevel::Notice:
-      return "notice";
-    case LogLevel::Info:
-      return "info";
-    case LogLevel::Debug:
-      return "debug";
-  }
-  return "info";
+bool stderr_is_terminal() {
+  static const bool value = ::isatty(STDERR_FILENO) == 1;
+  return value;
 }
 
-}  // namespace
+// "/build/…/daemon/app/daemon.cpp" → "daemon/app/daemon.cpp": the same on every build machine.
+std::string_view source_file(std::string_view path) {
+  const auto at = path.rfind("/daemon/");
+  return at == std::string_view::npos ? path : path.substr(at + 1);
+}
 
-void set_log_verbose(bool verbose) {
-  g_verbose = verbose;
+void write_stderr(const std::string& line) {
+  // One write per line so concurrent writers (tests capture stderr) never interleave mid-line.
+  [[maybe_unused]] const auto written = ::write(STDERR_FILENO, line.data(), line.size());
+}
+
+bool send_to_journal(const core::LogEntry& entry) {
+  std::vector<std::string> items = core::journal_items(entry, kIdentifier);
+  std::vector<iovec> iov;
+  iov.reserve(items.size());
+  for (auto& item : items) iov.push_back({item.data(), item.size()});
+  return sd_journal_sendv(iov.data(), static_cast<int>(iov.size())) >= 0;
 }
 
 // Log lines quote DPS replies and file contents: escaped and bounded here, once, for the journal
 // and for stderr alike (a newline would forge a second line, an ESC would drive a terminal).
 constexpr std::size_t kMaxLogMessage = 2048;
 
-void log(LogLevel level, std::string_view raw_message, std::initializer_list<LogField> raw_fields) {
-  if (level == LogLevel::Debug && !g_verbose) return;
+void emit(LogLevel level, std::string_view message_id, std::string_view raw_message,
+          std::initializer_list<LogField> raw_fields, const std::source_location& where) {
+  if (static_cast<int>(level) > g_max_priority || g_target == LogTarget::Null) return;
   const std::string message = core::sanitize_text(raw_message, kMaxLogMessage);
-  std::vector<std::pair<std::string_view, std::string>> fields;
-  fields.reserve(raw_fields.size());
-  for (const auto& [key, value] : raw_fields) fields.emplace_back(key, core::sanitize_text(value));
-  if (stderr_is_journal()) {
-    std::vector<std::string> items;
-    items.reserve(fields.size() + 3);
-    items.push_back("MESSAGE=" + std::string(message));
-    items.push_back("PRIORITY=" + std::to_string(static_cast<int>(level)));
-    items.emplace_back("SYSLOG_IDENTIFIER=dpsd");
-    for (const auto& [key, value] : fields) items.push_back(std::string(key) + "=" + value);
-    std::vector<iovec> iov;
-    iov.reserve(items.size());
-    for (auto& item : items) iov.push_back({item.data(), item.size()});
-    if (sd_journal_sendv(iov.data(), static_cast<int>(iov.size())) >= 0) return;
+  core::LogEntry entry;
+  entry.level = level;
+  entry.message = message;
+  entry.message_id = message_id;
+  entry.fields.reserve(raw_fields.size());
+  for (const auto& [key, value] : raw_fields) {
+    entry.fields.emplace_back(key, core::sanitize_text(value));
   }
-  std::string line = "dpsd[" + std::to_string(getpid()) + "]: " + level_name(level) + ": ";
-  line.append(message);
-  for (const auto& [key, value] : fields) {
-    line += " ";
-    line += key;
-    line += "=";
-    line += value;
+  entry.code_file = source_file(where.file_name());
+  entry.code_line = where.line();
+  entry.code_func = where.function_name();
+
+  const bool journal =
+      g_target == LogTarget::Journal || (g_target == LogTarget::Auto && stderr_is_journal());
+  if (journal && send_to_journal(entry)) return;
+  const bool prefixed = g_target == LogTarget::ConsolePrefixed ||
+                        (g_target != LogTarget::Console && !stderr_is_terminal());
+  write_stderr(core::console_line(entry,
+                                  prefixed ? core::ConsoleForm::Prefixed : core::ConsoleForm::Human,
+                                  kIdentifier, static_cast<long>(::getpid())));
+}
+
+}  // namespace
+
+std::string_view to_string(LogTarget target) {
+  switch (target) {
+    case LogTarget::Auto:
+      return "auto";
+    case LogTarget::Journal:
+      return "journal";
+    case LogTarget::Console:
+      return "console";
+    case LogTarget::ConsolePrefixed:
+      return "console-prefixed";
+    case LogTarget::Null:
+      return "null";
   }
-  line += "\n";
-  // One write per line so concurrent writers (tests capture stderr) never interleave mid-line.
-  [[maybe_unused]] const auto written = ::write(STDERR_FILENO, line.data(), line.size());
+  return "auto";
+}
+
+std::optional<LogTarget> parse_log_target(std::string_view name) {
+  for (const LogTarget t : {LogTarget::Auto, LogTarget::Journal, LogTarget::Console,
+                            LogTarget::ConsolePrefixed, LogTarget::Null}) {
+    if (to_string(t) == name) return t;
+  }
+  return std::nullopt;
+}
+
+void set_log_max_priority(int priority) {
+  g_max_priority = priority;
+}
+int log_max_priority() {
+  return g_max_priority;
+}
+void set_log_verbose(bool verbose) {
+  g_max_priority = static_cast<int>(verbose ? LogLevel::Debug : LogLevel::Info);
+}
+void set_log_target(LogTarget target) {
+  g_target = target;
+}
+LogTarget log_target() {
+  return g_target;
+}
+
+void log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields,
+         std::source_location where) {
+  emit(level, {}, message, fields, where);
+}
+
+void log(LogLevel level, core::MessageId id, std::string_view message,
+         std::initializer_list<LogField> fields, std::source_location where) {
+  emit(level, id.hex, message, fields, where);
 }
 
 }  // namespace dpsd::io

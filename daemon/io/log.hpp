@@ -1,13 +1,24 @@
 #pragma once
-// Logging: to the journal with priorities and structured fields when stderr is connected to it
-// (systemd sets $JOURNAL_STREAM), otherwise plain lines on stderr. Callers never pass secrets;
-// the only strings that reach here are built from config names, DPS replies and errno texts.
+// Logging the way systemd's daemons do it. Where it goes (LogTarget, changeable at run time over
+// org.freedesktop.LogControl1, app/log_control.hpp):
+// - auto (the default): native journal entries when stderr is the journal stream systemd gave
+//   us ($JOURNAL_STREAM matches fd 2), with PRIORITY, MESSAGE_ID, the caller's
+//   CODE_FILE/CODE_LINE/CODE_FUNC and the structured fields; otherwise stderr, in the human form
+//   "dpsd[pid]: level: message" on a terminal, and with the sd-daemon(3) "<N>" priority prefix
+//   when stderr is anything else (systemd-cat, another supervisor, a pipe, a file), so that
+//   `journalctl -p err` still works there and the "dpsd[pid]:" that journald adds is not doubled;
+// - journal, console (the human form), console-prefixed ("<N>"), null (nothing).
+// Callers never pass secrets; the only strings that reach here are built from config names, DPS
+// replies and errno texts.
 #include <initializer_list>
+#include <optional>
+#include <source_location>
 #include <string>
 #include <string_view>
 #include <utility>
 
 #include "core/log_level.hpp"
+#include "core/message_ids.hpp"
 
 namespace dpsd::io {
 
@@ -15,23 +26,44 @@ using core::LogLevel;
 
 using LogField = std::pair<std::string_view, std::string>;  // e.g. {"DPS_OPERATION_ID", "4.…"}
 
-void set_log_verbose(bool verbose);  // Debug lines are dropped unless verbose
-void log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields = {});
+enum class LogTarget { Auto, Journal, Console, ConsolePrefixed, Null };
+std::string_view to_string(LogTarget target);  // as LogControl1 spells it: "auto", "console", …
+std::optional<LogTarget> parse_log_target(std::string_view name);
 
-inline void log_error(std::string_view m) {
-  log(LogLevel::Error, m);
+// The most verbose syslog priority logged (0 emerg … 7 debug); info (6) unless changed.
+void set_log_max_priority(int priority);
+int log_max_priority();
+void set_log_verbose(bool verbose);  // debug (7) when true, info (6) when false
+void set_log_target(LogTarget target);
+LogTarget log_target();
+
+// `where` defaults to the caller's position: the journal's CODE_FILE/CODE_LINE/CODE_FUNC.
+void log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields = {},
+         std::source_location where = std::source_location::current());
+// An event with a MESSAGE_ID (core/message_ids.hpp, explained in systemd/dpsd.catalog).
+void log(LogLevel level, core::MessageId id, std::string_view message,
+         std::initializer_list<LogField> fields = {},
+         std::source_location where = std::source_location::current());
+
+inline void log_error(std::string_view m,
+                      std::source_location where = std::source_location::current()) {
+  log(LogLevel::Error, m, {}, where);
 }
-inline void log_warning(std::string_view m) {
-  log(LogLevel::Warning, m);
+inline void log_warning(std::string_view m,
+                        std::source_location where = std::source_location::current()) {
+  log(LogLevel::Warning, m, {}, where);
 }
-inline void log_notice(std::string_view m) {
-  log(LogLevel::Notice, m);
+inline void log_notice(std::string_view m,
+                       std::source_location where = std::source_location::current()) {
+  log(LogLevel::Notice, m, {}, where);
 }
-inline void log_info(std::string_view m) {
-  log(LogLevel::Info, m);
+inline void log_info(std::string_view m,
+                     std::source_location where = std::source_location::current()) {
+  log(LogLevel::Info, m, {}, where);
 }
-inline void log_debug(std::string_view m) {
-  log(LogLevel::Debug, m);
+inline void log_debug(std::string_view m,
+                      std::source_location where = std::source_location::current()) {
+  log(LogLevel::Debug, m, {}, where);
 }
 
 }  // namespace dpsd::io

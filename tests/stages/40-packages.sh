@@ -47,11 +47,13 @@ for f in ./usr/sbin/dpsd ./usr/bin/dpsctl ./etc/dpsd/config.toml \
          ./lib/systemd/system/dpsd.service ./lib/systemd/system/dps-provisioned.target \
          ./lib/systemd/system/dpsd-wait-provisioned.service \
          ./usr/lib/sysusers.d/dpsd.conf ./usr/lib/tmpfiles.d/dpsd.conf \
+         ./usr/lib/systemd/catalog/dpsd.catalog \
          ./usr/share/dbus-1/system.d/io.dpsd.Provisioning1.conf \
          ./usr/share/dbus-1/interfaces/io.dpsd.Provisioning1.xml \
          ./usr/share/man/man8/dpsd.8.gz ./usr/share/man/man1/dpsctl.1.gz \
          ./usr/share/man/man5/dpsd.toml.5.gz \
-         ./usr/share/doc/dpsd/copyright ./usr/share/doc/dpsd/changelog.Debian.gz; do
+         ./usr/share/doc/dpsd/copyright ./usr/share/doc/dpsd/changelog.Debian.gz \
+         ./usr/share/doc/dpsd/examples/iothub-consumer.service; do
   check "deb has $f" grep -q " $f\$" <<<"$contents"
 done
 check "deb: every path is root/root" \
@@ -68,6 +70,10 @@ check "deb: Depends names the runtime libraries" \
 check "deb: Depends names sdbus-c++ (dpsctl)" \
   bash -c 'dpkg-deb -f "$1" Depends | grep -q "libsdbus-c++1"' _ "$deb"
 # The default trust bundle is the OS store: without ca-certificates no DPS handshake verifies.
+check "deb: Suggests libengine-pkcs11-openssl" \
+  bash -c 'dpkg-deb -f "$1" Suggests | grep -qw libengine-pkcs11-openssl' _ "$deb"
+check "deb: description names X.509 and PKCS#11" \
+  bash -c 'dpkg-deb -f "$1" Description | grep -q X.509 && dpkg-deb -f "$1" Description | grep -q "PKCS#11"' _ "$deb"
 check "deb: Depends on ca-certificates" \
   bash -c 'dpkg-deb -f "$1" Depends | grep -qw ca-certificates' _ "$deb"
 

@@ -47,10 +47,16 @@ echo "package: $deb"
 if [ ! -d "$cache" ]; then
   mkdir -p "$(dirname "$cache")"
   tmp=$(mktemp -d "$(dirname "$cache")/.rootfs-XXXXXX")
-  echo "debootstrap bookworm into $cache (about a minute)"
+  # The host's configured Debian mirror (a proxy or a local mirror may be all that is reachable),
+  # deb.debian.org only when the host names none.
+  mirror=$(grep -hsE '^(deb |URIs:)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+             /etc/apt/sources.list.d/*.sources 2>/dev/null |
+           grep -oE 'https?://[^ ]+' | grep -v -e security -e updates | head -n 1 || true)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  echo "debootstrap bookworm from $mirror into $cache (about a minute)"
   if ! debootstrap --variant=minbase \
       --include=systemd,systemd-sysv,dbus,libmosquitto1,libsdbus-c++1,libtomlplusplus3,libssl3 \
-      bookworm "$tmp/root" http://deb.debian.org/debian >"$tmp.log" 2>&1; then
+      bookworm "$tmp/root" "$mirror" >"$tmp.log" 2>&1; then
     tail -n 20 "$tmp.log"; rm -rf "$tmp" "$tmp.log"; echo "FAIL: debootstrap"; exit 1
   fi
   mv "$tmp/root" "$cache" && rm -rf "$tmp" "$tmp.log"
