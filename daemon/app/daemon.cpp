@@ -53,12 +53,19 @@ ProvisioningState bus_state(core::SupervisorState state) {
 void log_entry(const core::LogEntry& entry) {
   const auto& f = entry.fields;
   // io::log takes its journal fields as a list literal; the supervisor sends at most two.
+  const auto emit = [&entry](std::initializer_list<io::LogField> fields) {
+    if (entry.id) {
+      io::log(entry.level, *entry.id, entry.message, fields);
+    } else {
+      io::log(entry.level, entry.message, fields);
+    }
+  };
   if (f.size() >= 2) {
-    io::log(entry.level, entry.message, {{f[0].first, f[0].second}, {f[1].first, f[1].second}});
+    emit({{f[0].first, f[0].second}, {f[1].first, f[1].second}});
   } else if (f.size() == 1) {
-    io::log(entry.level, entry.message, {{f[0].first, f[0].second}});
+    emit({{f[0].first, f[0].second}});
   } else {
-    io::log(entry.level, entry.message);
+    emit({});
   }
 }
 
@@ -247,7 +254,8 @@ Expected<std::string> Daemon::prepare_identity() {
   auto prepared = app::prepare_identity(config_);
   if (!prepared) {
     // The old identity stays for GetConnectionInfo; no attempt uses it before one is prepared.
-    io::log_error(prepared.error());
+    // Local (key, PIN, certificate), not a DPS refusal: its own MESSAGE_ID.
+    io::log(core::LogLevel::Error, core::kMessageIdentityProblem, prepared.error());
     return prepared.failure();
   }
   identity_ = std::make_unique<PreparedIdentity>(std::move(prepared.value()));

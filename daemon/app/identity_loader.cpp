@@ -4,6 +4,7 @@
 #include <ctime>
 
 #include "core/base64.hpp"
+#include "core/message_ids.hpp"
 #include "core/state_record.hpp"
 #include "io/log.hpp"
 #include "io/pkcs11_signer.hpp"
@@ -63,7 +64,7 @@ Expected<PreparedIdentity> load_certificate(const core::Config& config) {
                                     config.registration_id + "'"};
   }
   if (auto warning = io::expiry_warning(*identity, std::chrono::system_clock::now())) {
-    io::log_warning(*warning);
+    io::log(core::LogLevel::Warning, core::kMessageCertificateExpiring, *warning);
   }
   PreparedIdentity prepared;
   prepared.certificate_not_after_usec =

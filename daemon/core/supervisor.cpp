@@ -142,7 +142,8 @@ void Supervisor::serve(const Assignment& cached, SupervisorActions& actions) {
   actions.emplace_back(LogEntry{
       LogLevel::Info,
       "serving the cached assignment: hub=" + cached.assigned_hub + " device=" + cached.device_id,
-      {}});
+      {{"IOTHUB_HOSTNAME", cached.assigned_hub}},
+      kMessageServedFromCache});
 }
 
 bool Supervisor::cache_is_stale(const Now& now) const {
@@ -191,7 +192,7 @@ SupervisorActions Supervisor::start_when_clock_is_set(const Now& now) {
                          utc_text(policy_.clock_floor_unix) +
                          " (dpsd's build time); waiting for the clock to be set";
     waiting_for_clock_ = true;
-    actions.emplace_back(LogEntry{LogLevel::Warning, status_.last_error, {}});
+    actions.emplace_back(LogEntry{LogLevel::Warning, status_.last_error, {}, kMessageClockNotSet});
     actions.emplace_back(WaitForClock{policy_.clock_floor_unix});
     publish(actions);
     return actions;

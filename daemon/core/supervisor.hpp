@@ -26,6 +26,7 @@
 #include "core/config.hpp"
 #include "core/expected.hpp"
 #include "core/log_level.hpp"
+#include "core/message_ids.hpp"
 #include "core/provisioner.hpp"
 #include "core/state_record.hpp"
 #include "core/supervisor_status.hpp"
@@ -153,6 +154,7 @@ struct LogEntry {
   LogLevel level;
   std::string message;
   std::vector<std::pair<std::string, std::string>> fields;  // journal fields, in order
+  std::optional<MessageId> id = std::nullopt;  // the events operators search for (catalog)
 };
 struct PublishStatus {};  // the status changed: D-Bus PropertiesChanged and STATUS=
 struct AnnounceReady {};  // READY=1 (with STATUS=)

@@ -42,7 +42,8 @@ SupervisorActions Supervisor::on(const Now& now, const AttemptEnded& event) {
       actions.emplace_back(
           LogEntry{LogLevel::Error,
                    outcome.error,
-                   {{"DPS_OPERATION_ID", outcome.operation_id}, {"DPS_ERROR_CODE", error_code}}});
+                   {{"DPS_OPERATION_ID", outcome.operation_id}, {"DPS_ERROR_CODE", error_code}},
+                   kMessageRefused});
       if (policy_.once) {
         actions.emplace_back(Exit{kExitRefused});
         return actions;
@@ -77,6 +78,9 @@ SupervisorActions Supervisor::on(const Now& now, const AttemptEnded& event) {
 SupervisorActions Supervisor::on(const Now& now, const AssignmentSaved& event) {
   SupervisorActions actions;
   const Assignment& assignment = event.assignment;
+  // Another hub than the one in use: consumers must reconnect, so it has its own MESSAGE_ID.
+  const bool moved =
+      status_.assignment && status_.assignment->assigned_hub != assignment.assigned_hub;
   backoff_.reset();
   refused_backoff_.reset();
   status_.state = SupervisorState::Provisioned;
@@ -89,7 +93,8 @@ SupervisorActions Supervisor::on(const Now& now, const AssignmentSaved& event) {
       LogLevel::Notice,
       "provisioned: hub=" + assignment.assigned_hub + " device=" + assignment.device_id + " in " +
           seconds_text(saving_took_),
-      {{"DPS_OPERATION_ID", saving_operation_id_}, {"IOTHUB_HOSTNAME", assignment.assigned_hub}}});
+      {{"DPS_OPERATION_ID", saving_operation_id_}, {"IOTHUB_HOSTNAME", assignment.assigned_hub}},
+      moved ? kMessageReprovisionedToOtherHub : kMessageProvisioned});
   publish(actions);
   if (policy_.once) {
     actions.emplace_back(PrintResult{
