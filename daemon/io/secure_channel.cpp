@@ -52,11 +52,19 @@ struct SecureChannel::Impl {
         watch(event, [this] { step(); }),
         connect_timer(event, [this] { on_connect_timeout(); }),
         handshake_timer(event, [this] { on_handshake_timeout(); }),
-        ready(event, [this] { report_ready(); }),
-        closed(event, [this] { report_closed(); }) {}
+        // The handlers may destroy the channel: take what they need first, touch nothing after.
+        ready(event,
+              [this] {
+                ReadyHandler handler = std::move(this->on_ready);
+                if (handler) handler(std::string(socket_path));
+              }),
+        closed(event, [this] {
+          ClosedHandler handler = std::move(this->on_closed);
+          if (handler) handler(std::string(close_reason));
+        }) {}
 
   void begin_connect();
-  void on_connected(std::unique_ptr<transport::TcpStream> tcp, const Close& failure);
+  void on_connected(std::unique_ptr<transport::TcpStream> tcp, Close failure);
   void begin_tls();
   void begin_ws();
   void step();
@@ -69,8 +77,6 @@ struct SecureChannel::Impl {
   void close(Close why);
   void on_connect_timeout();
   void on_handshake_timeout();
-  void report_ready();
-  void report_closed();
 
   sd_event* event;
   SSL_CTX* tls;
@@ -82,7 +88,7 @@ struct SecureChannel::Impl {
   core::Transport current = core::Transport::Mqtt;  // never Auto: what is being tried or used
   std::uint16_t current_port = 0;
   std::chrono::milliseconds connect_budget{0};
-  std::uint64_t connect_deadline_usec = 0;  // the budget's end, for the proxy's CONNECT
+  std::chrono::steady_clock::time_point connect_deadline;  // for the proxy's CONNECT
   std::string first_try;  // Auto: "8883: why it failed", added to a failure of the fallback
   std::string peer;
   std::string socket_path;
@@ -110,10 +116,7 @@ void SecureChannel::Impl::begin_connect() {
   phase = Phase::Connecting;
   connect_budget = may_fall_back() ? std::min(options.auto_fallback_after, options.connect_timeout)
                                    : options.connect_timeout;
-  connect_deadline_usec =
-      monotonic_now_usec(event) +
-      static_cast<std::uint64_t>(
-          std::chrono::duration_cast<std::chrono::microseconds>(connect_budget).count());
+  connect_deadline = std::chrono::steady_clock::now() + connect_budget;
   if (options.host.empty()) {
     return close(Close(CloseReason::NameNotResolved, Stage::Dns, "no host name configured"));
   }
@@ -124,22 +127,21 @@ void SecureChannel::Impl::begin_connect() {
           .port = options.proxy ? options.proxy->port : current_port,
           .timeout = connect_budget,
           .attempt_timeout = std::min(kAttemptTimeout, connect_budget)},
-      [this](std::unique_ptr<transport::TcpStream> tcp, const Close& failure) {
-        on_connected(std::move(tcp), failure);
+      [this](std::unique_ptr<transport::TcpStream> tcp, Close failure) {
+        on_connected(std::move(tcp), std::move(failure));
       });
   connector->start();
 }
 
-void SecureChannel::Impl::on_connected(std::unique_ptr<transport::TcpStream> tcp,
-                                       const Close& failure) {
+void SecureChannel::Impl::on_connected(std::unique_ptr<transport::TcpStream> tcp, Close failure) {
   peer = connector->peer();
   connector.reset();  // we are inside its handler; it allows that
   if (!tcp) {
     // Not a reason for Auto to fall back: the same name would fail the same way on 443.
     if (failure.stage == Stage::Dns || failure.reason == CloseReason::SetupFailed) {
-      return close(failure);
+      return close(std::move(failure));
     }
-    return fail_connect(failure);
+    return fail_connect(std::move(failure));
   }
   stream = std::move(tcp);
   if (auto status = watch.watch(stream->fd(), EPOLLOUT); !status) {
@@ -152,9 +154,9 @@ void SecureChannel::Impl::on_connected(std::unique_ptr<transport::TcpStream> tcp
   tunnel =
       std::make_unique<transport::ProxyTunnel>(*stream, *options.proxy, options.host, current_port);
   handshake = tunnel.get();
-  const std::uint64_t now = monotonic_now_usec(event);
-  connect_timer.arm(
-      std::chrono::microseconds(connect_deadline_usec > now ? connect_deadline_usec - now : 0));
+  const auto left = connect_deadline - std::chrono::steady_clock::now();
+  connect_timer.arm(std::chrono::duration_cast<std::chrono::microseconds>(
+      std::max(left, std::chrono::steady_clock::duration::zero())));
   step();
 }
 
@@ -284,19 +286,6 @@ void SecureChannel::Impl::close(Close why) {
   stream.reset();
   relay.reset();  // closes both sides and removes the relay socket file
   closed.post();
-}
-
-void SecureChannel::Impl::report_ready() {
-  // The handler may destroy the channel: take what it needs first, touch nothing after.
-  ReadyHandler handler = std::move(on_ready);
-  const std::string path = socket_path;
-  if (handler) handler(path);
-}
-
-void SecureChannel::Impl::report_closed() {
-  ClosedHandler handler = std::move(on_closed);
-  const std::string reason = close_reason;
-  if (handler) handler(reason);
 }
 
 SecureChannel::SecureChannel(sd_event* event, SSL_CTX* tls, ChannelOptions options,

@@ -124,8 +124,8 @@ TEST(ProxyTunnel, ForbiddenPortAndUnreachableTargetAreRefusals) {
   ConnectProxy picky(ConnectProxyOptions{.user = {}, .password = {}, .allowed_ports = {443}});
   const Outcome forbidden = tunnel_through(picky.port(), picky.url(), target);
   EXPECT_EQ(forbidden.status, 403);
-  EXPECT_EQ(forbidden.reason,
-            "proxy: 127.0.0.1:" + std::to_string(picky.port()) + ": CONNECT refused: 403 Forbidden");
+  EXPECT_EQ(forbidden.reason, "proxy: 127.0.0.1:" + std::to_string(picky.port()) +
+                                  ": CONNECT refused: 403 Forbidden");
 
   ConnectProxy open;
   const Outcome unreachable = tunnel_through(open.port(), open.url(), target);  // nobody there
@@ -136,8 +136,8 @@ TEST(ProxyTunnel, ForbiddenPortAndUnreachableTargetAreRefusals) {
 
 TEST(ProxyTunnel, NotAProxy) {
   ScriptedProxy ssh("SSH-2.0-OpenSSH_9.2\r\n", /*hold=*/true);
-  const Outcome outcome = tunnel_through(ssh.port(), "http://127.0.0.1:" + std::to_string(ssh.port()),
-                                         8883);
+  const Outcome outcome =
+      tunnel_through(ssh.port(), "http://127.0.0.1:" + std::to_string(ssh.port()), 8883);
   EXPECT_EQ(outcome.reason, "proxy: 127.0.0.1:" + std::to_string(ssh.port()) +
                                 ": not an HTTP proxy (response does not start with HTTP/)");
 }
@@ -150,8 +150,8 @@ TEST(ProxyTunnel, DataBehindTheAnswerIsAProtocolError) {
                      "127.0.0.1", 8883);
   ASSERT_EQ(test::drive(tunnel, tcp->fd()), Progress::Failed);
   EXPECT_EQ(tunnel.failure().reason, CloseReason::ProtocolError);
-  EXPECT_EQ(describe(tunnel.failure()),
-            "proxy: 127.0.0.1:" + std::to_string(chatty.port()) + ": sent data after its CONNECT answer");
+  EXPECT_EQ(describe(tunnel.failure()), "proxy: 127.0.0.1:" + std::to_string(chatty.port()) +
+                                            ": sent data after its CONNECT answer");
 }
 
 TEST(ProxyTunnel, ProxyHangingUpMidAnswer) {

@@ -175,8 +175,8 @@ TEST_F(RelayTest, BackPressureBoundsWhatTheRelayTakes) {
     run_until_idle();  // let the relay take what it will
     ++rounds_without_room;
   }
-  ASSERT_EQ(rounds_without_room, 2) << "the relay kept taking bytes nobody reads ("
-                                    << written.size() << " so far)";
+  ASSERT_EQ(rounds_without_room, 2)
+      << "the relay kept taking bytes nobody reads (" << written.size() << " so far)";
   EXPECT_EQ(closed_calls_, 0) << closed_reason();
 
   // Now the client reads: everything arrives, in order. The server finishes its last packet
@@ -185,8 +185,8 @@ TEST_F(RelayTest, BackPressureBoundsWhatTheRelayTakes) {
   ASSERT_TRUE(run_until(
       [&] {
         if (offset != 0) {
-          const ssize_t n = ::send(server_.get(), packet.data() + offset, packet.size() - offset,
-                                   MSG_NOSIGNAL);
+          const ssize_t n =
+              ::send(server_.get(), packet.data() + offset, packet.size() - offset, MSG_NOSIGNAL);
           if (n > 0) {
             written.append(packet, offset, static_cast<std::size_t>(n));
             offset = (offset + static_cast<std::size_t>(n)) % packet.size();

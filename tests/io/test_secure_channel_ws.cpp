@@ -403,14 +403,15 @@ class ScriptedWsServer {
  public:
   using Respond = std::function<std::string(const std::string& key)>;
   ScriptedWsServer(Respond respond, std::string after)
-      : server_(pki->server_cert(), pki->server_key(),
-                [this, respond = std::move(respond), after = std::move(after)](
-                    test::TlsConnection& connection) {
-                  const std::string request = connection.read_until("\r\n\r\n");
-                  connection.write(respond(test::ws_request_key(request)) + after);
-                  received_ = connection.read_to_end();
-                },
-                5s) {}
+      : server_(
+            pki->server_cert(), pki->server_key(),
+            [this, respond = std::move(respond),
+             after = std::move(after)](test::TlsConnection& connection) {
+              const std::string request = connection.read_until("\r\n\r\n");
+              connection.write(respond(test::ws_request_key(request)) + after);
+              received_ = connection.read_to_end();
+            },
+            5s) {}
   std::uint16_t port() const { return server_.port(); }
   void join() { server_.join(); }
   // What the client sent after the upgrade; valid after join().

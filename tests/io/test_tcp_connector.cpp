@@ -58,13 +58,13 @@ SilentListener silent_listener() {
 
 class TcpConnectorTest : public ::testing::Test {
  protected:
-  void connect(TcpConnector::Options options, const std::vector<SocketAddress>* addresses = nullptr) {
+  void connect(TcpConnector::Options options,
+               const std::vector<SocketAddress>* addresses = nullptr) {
     connector_ = std::make_unique<TcpConnector>(
-        loop_.get(), std::move(options),
-        [this](std::unique_ptr<TcpStream> stream, const Close& failure) {
+        loop_.get(), std::move(options), [this](std::unique_ptr<TcpStream> stream, Close failure) {
           ++calls_;
           stream_ = std::move(stream);
-          failure_ = failure;
+          failure_ = std::move(failure);
         });
     if (addresses != nullptr) {
       connector_->connect_to(*addresses);
@@ -94,12 +94,11 @@ class TcpConnectorTest : public ::testing::Test {
 };
 
 TEST(HappyEyeballs, FamiliesAlternateStartingWithTheFirst) {
-  const std::vector<SocketAddress> in = {address("::1", 1), address("::2", 1),
-                                         address("::3", 1), address("10.0.0.1", 1),
-                                         address("10.0.0.2", 1)};
-  EXPECT_EQ(names(interleave_families(in)),
-            (std::vector<std::string>{"[::1]:1", "10.0.0.1:1", "[::2]:1", "10.0.0.2:1",
-                                      "[::3]:1"}));
+  const std::vector<SocketAddress> in = {address("::1", 1), address("::2", 1), address("::3", 1),
+                                         address("10.0.0.1", 1), address("10.0.0.2", 1)};
+  EXPECT_EQ(
+      names(interleave_families(in)),
+      (std::vector<std::string>{"[::1]:1", "10.0.0.1:1", "[::2]:1", "10.0.0.2:1", "[::3]:1"}));
   const std::vector<SocketAddress> v4_first = {address("10.0.0.1", 1), address("::1", 1)};
   EXPECT_EQ(names(interleave_families(v4_first)), names(v4_first));
   const std::vector<SocketAddress> one_family = {address("10.0.0.2", 1), address("10.0.0.1", 1)};
@@ -188,7 +187,7 @@ TEST_F(TcpConnectorTest, HandlerMayDestroyTheConnector) {
   int calls = 0;
   connector_ = std::make_unique<TcpConnector>(
       loop_.get(), TcpConnector::Options{.host = "127.0.0.1", .port = closed},
-      [&](std::unique_ptr<TcpStream>, const Close&) {
+      [&](std::unique_ptr<TcpStream>, Close) {
         ++calls;
         connector_.reset();
       });

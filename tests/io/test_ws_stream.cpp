@@ -169,7 +169,9 @@ TEST_F(WsStreamTest, MaskedFrameBehindTheUpgradeFailsIt) {
   serve([&](TlsConnection& connection) {
     const std::string request = connection.read_until("\r\n\r\n");
     connection.write(test::ws_upgrade_answer(test::ws_request_key(request)) +
-                     std::string("\x82\x82\x01\x02\x03\x04" "ab", 8));
+                     std::string("\x82\x82\x01\x02\x03\x04"
+                                 "ab",
+                                 8));
     connection.read_to_end();
   });
   auto ws = upgrade(Progress::Failed);

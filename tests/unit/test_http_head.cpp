@@ -47,7 +47,10 @@ TEST(HttpHead, SameVerdictHoweverTheBytesAreCut) {
     }
     ASSERT_EQ(state, State::Done) << "step " << step << ": " << parser.error();
     EXPECT_EQ(parser.head().headers.size(), 4u);
-    EXPECT_EQ(parser.leftover(), "\x82\x02" "ab") << "step " << step;
+    EXPECT_EQ(parser.leftover(),
+              "\x82\x02"
+              "ab")
+        << "step " << step;
   }
 }
 
@@ -81,8 +84,8 @@ TEST(HttpHead, DuplicateHeadersAreAllKeptInOrder) {
 }
 
 TEST(HttpHead, AnotherProtocolFailsAtItsFirstByte) {
-  for (const char* text : {"SSH-2.0-OpenSSH_9.2\r\n", "\x16\x03\x01\x02\x00", "\r\n\r\n",
-                                 "http/1.1 200 OK\r\n\r\n"}) {
+  for (const char* text :
+       {"SSH-2.0-OpenSSH_9.2\r\n", "\x16\x03\x01\x02\x00", "\r\n\r\n", "http/1.1 200 OK\r\n\r\n"}) {
     ResponseHeadParser parser;
     EXPECT_EQ(parser.feed(text, 1), State::Failed) << text;
     EXPECT_EQ(parser.problem(), HeadProblem::NotHttp) << text;
@@ -112,8 +115,7 @@ TEST(HttpHead, BadHeaderLines) {
   for (const char* line : {"no colon", ": empty name", "Space Before: x", "Name : x",
                            " folded: continuation", "\tfolded", " ", "Na(me): x", "Na\"me: x"}) {
     ResponseHeadParser parser;
-    EXPECT_EQ(parse(parser, std::string("HTTP/1.1 200 OK\r\n") + line + "\r\n\r\n"),
-              State::Failed)
+    EXPECT_EQ(parse(parser, std::string("HTTP/1.1 200 OK\r\n") + line + "\r\n\r\n"), State::Failed)
         << line;
     EXPECT_EQ(parser.problem(), HeadProblem::BadHeaderLine) << line;
   }
@@ -138,8 +140,8 @@ TEST(HttpHead, LinesMustEndInCrlf) {
 }
 
 TEST(HttpHead, ControlCharactersAreRefusedAndNeverQuoted) {
-  for (const std::string& bad : {std::string("\x1b[31m"), std::string(1, '\0'),
-                                std::string("\x7f"), std::string("\x01")}) {
+  for (const std::string& bad :
+       {std::string("\x1b[31m"), std::string(1, '\0'), std::string("\x7f"), std::string("\x01")}) {
     ResponseHeadParser in_status;
     EXPECT_EQ(parse(in_status, "HTTP/1.1 500 " + bad + "boom\r\n\r\n"), State::Failed);
     EXPECT_EQ(in_status.problem(), HeadProblem::BadStatusLine);

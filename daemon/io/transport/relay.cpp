@@ -209,14 +209,14 @@ void Relay::update_interest() {
   client_watch_.set_events(client_events);
 }
 
-void Relay::finish(const Close& why) {
+// By value: `why` may be the top stream's, which the handler destroys.
+void Relay::finish(Close why) {
   finished_ = true;
   listen_watch_.stop();
   client_watch_.stop();
   top_watch_.stop();
-  const Close copy = why;  // `why` may live in the stream the handler destroys
   ClosedHandler handler = std::move(on_closed_);
-  if (handler) handler(copy);  // may destroy us: nothing after this line
+  if (handler) handler(why);  // may destroy us: nothing after this line
 }
 
 // Through the directory fd it was created in, so a swapped path cannot redirect the unlink.

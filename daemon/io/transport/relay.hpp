@@ -81,7 +81,7 @@ class Relay {
   void accept_client();
   void pump();
   void update_interest();
-  void finish(const Close& why);
+  void finish(Close why);
   void remove_socket_file();
   // Held-back bytes are the start of a header the gate has not judged yet.
   std::size_t down_ready() const { return down_.size() - gate_.held_back(); }

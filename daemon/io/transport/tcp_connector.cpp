@@ -181,7 +181,7 @@ void TcpConnector::fail(Close failure) {
   attempt_timer_.cancel();
   fd_.reset();
   Handler handler = std::move(handler_);
-  handler(nullptr, failure);  // may destroy us: nothing after this line
+  handler(nullptr, std::move(failure));  // may destroy us: nothing after this line
 }
 
 }  // namespace dpsd::io::transport

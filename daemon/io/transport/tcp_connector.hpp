@@ -58,7 +58,7 @@ class TcpConnector {
   };
   // stream is null when the connection failed; failure then says why (Stage::Dns or
   // Stage::Connect), with the last address's error when every address failed.
-  using Handler = std::function<void(std::unique_ptr<TcpStream> stream, const Close& failure)>;
+  using Handler = std::function<void(std::unique_ptr<TcpStream> stream, Close failure)>;
 
   TcpConnector(sd_event* event, Options options, Handler handler);
   TcpConnector(const TcpConnector&) = delete;
