@@ -159,7 +159,7 @@ TEST_F(RelayTest, BackPressureBoundsWhatTheRelayTakes) {
 
   // The server writes as long as anything takes its bytes; the client reads nothing. Every
   // buffer on the way is bounded, so the server must come to a stop long before 64 MiB.
-  const std::string packet = suback(100 * 1024);
+  const std::string packet = suback(std::size_t{100} * 1024);
   std::string written;
   std::size_t offset = 0;  // into the packet being written
   int rounds_without_room = 0;

@@ -294,9 +294,9 @@ TEST_F(SecureChannelTest, HandshakeThenRelaysBytesBothWays) {
   // Far more than both 16 KiB buffers, so back-pressure in both directions is exercised.
   std::string bulk;
   std::string answers;
-  for (int i = 0; bulk.size() < 400 * 1024; ++i) {
-    const Echo echo =
-        mqtt_echo("line " + std::to_string(i) + " " + std::string(200 + i % 300, 'a' + i % 26));
+  for (int i = 0; bulk.size() < std::size_t{400} * 1024; ++i) {
+    const Echo echo = mqtt_echo("line " + std::to_string(i) + " " +
+                                std::string(200 + i % 300, static_cast<char>('a' + i % 26)));
     bulk += echo.line;
     answers += echo.answer;
   }
@@ -397,7 +397,8 @@ TEST_F(SecureChannelTest, ConnectTimeout) {
   std::vector<UniqueFd> fillers;
   for (int i = 0; i < 2; ++i) {
     fillers.emplace_back(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    ::connect(fillers.back().get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
+    (void)::connect(fillers.back().get(), reinterpret_cast<const sockaddr*>(&address),
+                    sizeof address);  // in progress, and it stays there
   }
   pollfd probe{fillers.back().get(), POLLOUT, 0};
   if (::poll(&probe, 1, 300) != 0) {

@@ -229,7 +229,7 @@ TEST_P(GateTest, HeaderSplitAcrossRecordsIsHeldBackAndRefused) {
 
 TEST_P(GateTest, Qos2PublishIsRefused) {
   HostileServer server(*pki, GetParam() == Transport::MqttWs,
-                       {publish(2, std::string(100 * 1000, 'q'))});
+                       {publish(2, std::string(std::size_t{100} * 1000, 'q'))});
   std::string reason;
   const std::string after_connack = run_session(server, reason);
   EXPECT_EQ(reason, "DPS sent a QoS 2 PUBLISH, which DPS never does (protocol error)");
@@ -253,7 +253,7 @@ TEST_P(GateTest, PublishFloodIsCutOffAtTheLimit) {
 
 TEST_P(GateTest, LargestDpsMessageStillPasses) {
   // 96 KB, DPS's documented maximum, in one QoS 1 PUBLISH, then the server hangs up.
-  const std::string big = publish(1, std::string(96 * 1024, 'a'));
+  const std::string big = publish(1, std::string(std::size_t{96} * 1024, 'a'));
   HostileServer server(*pki, GetParam() == Transport::MqttWs, {big}, /*hang_up=*/true);
   std::string reason;
   const std::string after_connack = run_session(server, reason);

@@ -225,7 +225,8 @@ class SecureChannelWsTest : public ::testing::Test {
     // round trip takes about 2 s against mosquitto 2.0.11's WebSocket listener, and as long
     // with an independent Python client, so it is the broker's pace, not the relay's (over
     // plain TLS it takes milliseconds; DPS messages are a few KB).
-    for (int i = 0; payload.size() < 70 * 1024; ++i) payload += std::to_string(i) + ",";
+    for (int i = 0; payload.size() < std::size_t{70} * 1024; ++i)
+      payload += std::to_string(i) + ",";
     const std::string packet = publish(payload);
     EXPECT_EQ(exchange(client.get(), packet, packet.size()), packet);
     client.reset();
@@ -355,7 +356,8 @@ TEST_F(SecureChannelWsTest, AutoFallsBackWhenFirstPortIsSilent) {
   std::vector<UniqueFd> fillers;
   for (int i = 0; i < 2; ++i) {
     fillers.emplace_back(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    ::connect(fillers.back().get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
+    (void)::connect(fillers.back().get(), reinterpret_cast<const sockaddr*>(&address),
+                    sizeof address);  // in progress, and it stays there
   }
   pollfd probe{fillers.back().get(), POLLOUT, 0};
   if (::poll(&probe, 1, 300) != 0) {

@@ -30,6 +30,7 @@ SocketAddress address(const std::string& literal, std::uint16_t port) {
 
 std::vector<std::string> names(const std::vector<SocketAddress>& addresses) {
   std::vector<std::string> out;
+  out.reserve(addresses.size());
   for (const SocketAddress& a : addresses) out.push_back(a.to_string());
   return out;
 }
@@ -48,7 +49,8 @@ SilentListener silent_listener() {
   const sockaddr_in to = test::loopback(silent.port);
   for (int i = 0; i < 2; ++i) {
     silent.fillers.emplace_back(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    ::connect(silent.fillers.back().get(), reinterpret_cast<const sockaddr*>(&to), sizeof to);
+    (void)::connect(silent.fillers.back().get(), reinterpret_cast<const sockaddr*>(&to),
+                    sizeof to);  // in progress, and it stays there
   }
   pollfd probe{silent.fillers.back().get(), POLLOUT, 0};
   EXPECT_EQ(::poll(&probe, 1, 300), 0)
@@ -187,7 +189,7 @@ TEST_F(TcpConnectorTest, HandlerMayDestroyTheConnector) {
   int calls = 0;
   connector_ = std::make_unique<TcpConnector>(
       loop_.get(), TcpConnector::Options{.host = "127.0.0.1", .port = closed},
-      [&](std::unique_ptr<TcpStream>, Close) {
+      [&](std::unique_ptr<TcpStream> /*stream*/, const Close& /*failure*/) {
         ++calls;
         connector_.reset();
       });

@@ -212,7 +212,7 @@ TEST_F(WsStreamTest, WritesStopAtTheBoundWhenTheServerDoesNotRead) {
   });
   auto ws = upgrade(Progress::Done);
   ASSERT_NE(ws, nullptr);
-  const std::string chunk(16 * 1024, 'w');
+  const std::string chunk(std::size_t{16} * 1024, 'w');
   std::size_t accepted = 0;
   bool blocked = false;
   while (!blocked && accepted < std::size_t{256} * 1024 * 1024) {

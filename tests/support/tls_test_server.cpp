@@ -179,7 +179,9 @@ std::vector<WsFrame> ws_take_client_frames(std::string& raw) {
     if (raw.size() < header + 4 + length) break;
     const std::string mask = raw.substr(header, 4);
     WsFrame frame{static_cast<std::uint8_t>(raw[0]) & 0x0f, raw.substr(header + 4, length)};
-    for (std::size_t i = 0; i < frame.payload.size(); ++i) frame.payload[i] ^= mask[i % 4];
+    for (std::size_t i = 0; i < frame.payload.size(); ++i) {
+      frame.payload[i] = static_cast<char>(frame.payload[i] ^ mask[i % 4]);
+    }
     frames.push_back(std::move(frame));
     raw.erase(0, header + 4 + length);
   }

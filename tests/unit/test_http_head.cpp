@@ -175,7 +175,7 @@ TEST(HttpHead, SizeIsBounded) {
 
   // No CRLF at all: fails at the bound, not at the end of the input.
   ResponseHeadParser endless;
-  const std::string flood = "HTTP/1.1 200 OK" + std::string(100 * 1024, 'x');
+  const std::string flood = "HTTP/1.1 200 OK" + std::string(std::size_t{100} * 1024, 'x');
   EXPECT_EQ(parse(endless, flood), State::Failed);
   EXPECT_EQ(endless.problem(), HeadProblem::TooLong);
   EXPECT_EQ(endless.error(), "head too long");
