@@ -23,16 +23,6 @@ std::string_view trim(std::string_view text) {
   return text;
 }
 
-// The proxy's reason phrase goes into an error message: no control characters, bounded.
-std::string printable(std::string_view text) {
-  std::string out;
-  for (char c : text.substr(0, 80)) {
-    const auto u = static_cast<unsigned char>(c);
-    out += (u >= 0x20 && u < 0x7f) ? c : '?';
-  }
-  return out;
-}
-
 std::optional<std::string> percent_decode(std::string_view text) {
   std::string out;
   for (std::size_t i = 0; i < text.size(); ++i) {
@@ -164,37 +154,33 @@ ConnectResponseParser::State ConnectResponseParser::fail(const std::string& mess
 
 ConnectResponseParser::State ConnectResponseParser::feed(const char* data, std::size_t n) {
   if (state_ != State::NeedMore) {
-    if (state_ == State::Done) leftover_.append(data, n);
+    if (state_ == State::Done) head_.feed(data, n);  // kept as leftover()
     return state_;
   }
-  buffer_.append(data, n);
-  // Fail fast on a first line that is not HTTP (a TLS server, SSH, a SOCKS proxy) instead of
-  // waiting for a blank line that never comes.
-  if (buffer_.size() >= 5 && buffer_.compare(0, 5, "HTTP/") != 0) {
-    return fail("not an HTTP proxy (response does not start with HTTP/)");
+  switch (head_.feed(data, n)) {
+    case http::ResponseHeadParser::State::NeedMore:
+      return state_;
+    case http::ResponseHeadParser::State::Failed:
+      break;
+    case http::ResponseHeadParser::State::Done:
+      status_ = head_.head().status;
+      if (status_ < 200 || status_ > 299) {
+        return fail("CONNECT refused: " + head_.head().status_text());
+      }
+      state_ = State::Done;
+      return state_;
   }
-  const std::size_t end = buffer_.find("\r\n\r\n");
-  if (end == std::string::npos) {
-    if (buffer_.size() > kMaxHeaderBytes) return fail("CONNECT response too long");
-    return state_;
+  switch (head_.problem()) {
+    // Fails at the first bytes that are not HTTP (a TLS server, SSH, a SOCKS proxy) instead of
+    // waiting for a blank line that never comes.
+    case http::HeadProblem::NotHttp:
+      return fail("not an HTTP proxy (response does not start with HTTP/)");
+    case http::HeadProblem::TooLong:
+    case http::HeadProblem::TooManyHeaders:
+      return fail("CONNECT response too long");
+    default:
+      return fail("malformed CONNECT response: " + head_.problem_line());
   }
-  if (end + 4 > kMaxHeaderBytes) return fail("CONNECT response too long");
-  leftover_ = buffer_.substr(end + 4);
-  const std::string_view status_line = std::string_view(buffer_).substr(0, buffer_.find("\r\n"));
-  // "HTTP/1.1 200 Connection established"
-  if (status_line.size() < 12 || status_line.substr(0, 7) != "HTTP/1." || status_line[8] != ' ' ||
-      !std::all_of(status_line.begin() + 9, status_line.begin() + 12,
-                   [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }) ||
-      (status_line.size() > 12 && status_line[12] != ' ')) {
-    return fail("malformed CONNECT response: " + printable(status_line));
-  }
-  status_ = std::stoi(std::string(status_line.substr(9, 3)));
-  if (status_ < 200 || status_ > 299) {
-    return fail("CONNECT refused: " + printable(trim(status_line.substr(9))));
-  }
-  buffer_.clear();
-  state_ = State::Done;
-  return state_;
 }
 
 bool no_proxy_matches(std::string_view no_proxy, std::string_view host, std::uint16_t port) {

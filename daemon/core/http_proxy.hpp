@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "core/expected.hpp"
+#include "core/http_head.hpp"
 
 namespace dpsd::core::proxy {
 
@@ -35,8 +36,9 @@ Expected<ProxyUrl> parse_proxy_url(std::string_view url);
 std::string build_connect_request(const ProxyUrl& proxy, std::string_view target_host,
                                   std::uint16_t target_port);
 
-// Incremental parser of the proxy's answer. After the blank line the tunnel carries the
-// target's bytes: they are kept in leftover() (for TLS there are none, the client speaks first).
+// Incremental parser of the proxy's answer (its head through core/http_head.hpp). After the
+// blank line the tunnel carries the target's bytes: they are kept in leftover() (for TLS there
+// are none, the client speaks first).
 class ConnectResponseParser {
  public:
   enum class State { NeedMore, Done, Failed };
@@ -49,14 +51,13 @@ class ConnectResponseParser {
   int status() const { return status_; }
   // "proxy: 127.0.0.1:3128: CONNECT refused: 407 Proxy Authentication Required"
   const std::string& error() const { return error_; }
-  const std::string& leftover() const { return leftover_; }
+  const std::string& leftover() const { return head_.leftover(); }
 
  private:
   State fail(const std::string& message);
 
   std::string proxy_name_;
-  std::string buffer_;
-  std::string leftover_;
+  http::ResponseHeadParser head_{{.max_bytes = kMaxHeaderBytes}};
   std::string error_;
   int status_ = 0;
   State state_ = State::NeedMore;

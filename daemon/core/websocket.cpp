@@ -26,17 +26,6 @@ std::string_view trim(std::string_view text) {
   return text;
 }
 
-// Header values are echoed into error messages: a hostile server must not be able to put
-// control characters (or a novel) into our log.
-std::string printable(std::string_view text) {
-  std::string out;
-  for (char c : text.substr(0, 80)) {
-    const auto u = static_cast<unsigned char>(c);
-    out += (u >= 0x20 && u < 0x7f) ? c : '?';
-  }
-  return out;
-}
-
 // Does a comma-separated header value (Connection: keep-alive, Upgrade) contain token,
 // case-insensitively?
 bool has_token(std::string_view value, std::string_view token) {
@@ -88,82 +77,54 @@ UpgradeResponseParser::State UpgradeResponseParser::fail(std::string message) {
 
 UpgradeResponseParser::State UpgradeResponseParser::feed(const char* data, std::size_t n) {
   if (state_ != State::NeedMore) {
-    if (state_ == State::Done) leftover_.append(data, n);
+    if (state_ == State::Done) head_.feed(data, n);  // kept as leftover()
     return state_;
   }
-  buffer_.append(data, n);
-  const std::size_t end = buffer_.find("\r\n\r\n");
-  if (end == std::string::npos) {
-    if (buffer_.size() > kMaxHeaderBytes) return fail("WebSocket: upgrade response too long");
-    return state_;
+  switch (head_.feed(data, n)) {
+    case http::ResponseHeadParser::State::NeedMore:
+      return state_;
+    case http::ResponseHeadParser::State::Done:
+      return check(head_.head());
+    case http::ResponseHeadParser::State::Failed:
+      break;
   }
-  if (end + 4 > kMaxHeaderBytes) return fail("WebSocket: upgrade response too long");
-  leftover_ = buffer_.substr(end + 4);
-  buffer_.resize(end + 2);  // keep the last header's CRLF so every line ends in one
-  return check();
+  switch (head_.problem()) {
+    case http::HeadProblem::NotHttp:
+    case http::HeadProblem::BadStatusLine:
+      return fail("WebSocket: not an HTTP response: " + head_.problem_line());
+    case http::HeadProblem::TooLong:
+    case http::HeadProblem::TooManyHeaders:
+      return fail("WebSocket: upgrade response too long");
+    default:
+      return fail("WebSocket: malformed header line: " + head_.problem_line());
+  }
 }
 
-UpgradeResponseParser::State UpgradeResponseParser::check() {
-  std::string_view text = buffer_;
-  const std::size_t eol = text.find("\r\n");
-  const std::string_view status_line = text.substr(0, eol);
-  text.remove_prefix(eol + 2);
-
-  // "HTTP/1.1 101 Switching Protocols"
-  if (status_line.size() < 12 || status_line.substr(0, 7) != "HTTP/1." || status_line[8] != ' ' ||
-      !std::all_of(status_line.begin() + 9, status_line.begin() + 12,
-                   [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }) ||
-      (status_line.size() > 12 && status_line[12] != ' ')) {
-    return fail("WebSocket: not an HTTP response: " + printable(status_line));
+UpgradeResponseParser::State UpgradeResponseParser::check(const http::ResponseHead& head) {
+  if (head.status != 101) return fail("WebSocket: upgrade refused: " + head.status_text());
+  const auto any_has = [&](std::string_view name, std::string_view token) {
+    const auto values = head.values(name);
+    return std::any_of(values.begin(), values.end(),
+                       [&](std::string_view value) { return has_token(value, token); });
+  };
+  if (!any_has("upgrade", "websocket")) {
+    return fail("WebSocket: response lacks Upgrade: websocket");
   }
-  const std::string_view code = status_line.substr(9, 3);
-  if (code != "101") {
-    return fail("WebSocket: upgrade refused: " + printable(trim(status_line.substr(9))));
+  if (!any_has("connection", "upgrade")) {
+    return fail("WebSocket: response lacks Connection: Upgrade");
   }
-
-  bool upgrade = false;
-  bool connection = false;
-  std::string accept;
-  bool accept_seen = false;
-  std::string protocol;
-  bool protocol_seen = false;
-  while (!text.empty()) {
-    const std::size_t line_end = text.find("\r\n");
-    const std::string_view line = text.substr(0, line_end);
-    text.remove_prefix(line_end + 2);
-    const std::size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) {
-      return fail("WebSocket: malformed header line: " + printable(line));
-    }
-    const std::string name = lower(line.substr(0, colon));
-    const std::string_view value = trim(line.substr(colon + 1));
-    if (name == "upgrade") {
-      upgrade = upgrade || has_token(value, "websocket");
-    } else if (name == "connection") {
-      connection = connection || has_token(value, "upgrade");
-    } else if (name == "sec-websocket-accept") {
-      if (accept_seen) return fail("WebSocket: bad Sec-WebSocket-Accept");  // two answers
-      accept_seen = true;
-      accept = std::string(value);
-    } else if (name == "sec-websocket-protocol") {
-      if (protocol_seen)
-        return fail("WebSocket: server did not accept subprotocol " + subprotocol_);
-      protocol_seen = true;
-      protocol = std::string(value);
-    }
-  }
-  if (!upgrade) return fail("WebSocket: response lacks Upgrade: websocket");
-  if (!connection) return fail("WebSocket: response lacks Connection: Upgrade");
-  if (!accept_seen || accept != accept_for_key(key_)) {
+  // Exactly one answer each: two accept values or two protocols are not an answer.
+  const auto accept = head.values("sec-websocket-accept");
+  if (accept.size() != 1 || accept.front() != accept_for_key(key_)) {
     return fail("WebSocket: bad Sec-WebSocket-Accept");
   }
   // Exact match: the server must echo one of the protocols we offered, byte for byte
   // (RFC 6455 4.1); mosquitto closes an upper-case "MQTT", so accepting one would only defer
   // the failure.
-  if (protocol != subprotocol_) {
+  const auto protocol = head.values("sec-websocket-protocol");
+  if (protocol.size() != 1 || protocol.front() != subprotocol_) {
     return fail("WebSocket: server did not accept subprotocol " + subprotocol_);
   }
-  buffer_.clear();
   state_ = State::Done;
   return state_;
 }
@@ -278,7 +239,7 @@ Status FrameDecoder::parse_one(Events& events, bool& consumed_frame) {
       if (payload.size() >= 2) {
         events.close_code = static_cast<std::uint16_t>(
             (static_cast<std::uint8_t>(payload[0]) << 8) | static_cast<std::uint8_t>(payload[1]));
-        events.close_reason = printable(payload.substr(2));
+        events.close_reason = http::printable(payload.substr(2));
       }
       break;
     }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/expected.hpp"
+#include "core/http_head.hpp"
 
 namespace dpsd::core::ws {
 
@@ -27,8 +28,9 @@ struct UpgradeRequest {
 };
 std::string build_upgrade_request(const UpgradeRequest& request);
 
-// Incremental parser of the server's HTTP/1.1 answer to the upgrade. Bytes after the blank line
-// already belong to the WebSocket stream and are handed back in leftover().
+// Incremental parser of the server's HTTP/1.1 answer to the upgrade (its head through
+// core/http_head.hpp). Bytes after the blank line already belong to the WebSocket stream and
+// are handed back in leftover().
 class UpgradeResponseParser {
  public:
   enum class State { NeedMore, Done, Failed };
@@ -40,16 +42,15 @@ class UpgradeResponseParser {
   State state() const { return state_; }
   // "WebSocket: upgrade refused: 404 Not Found", "WebSocket: bad Sec-WebSocket-Accept", …
   const std::string& error() const { return error_; }
-  const std::string& leftover() const { return leftover_; }
+  const std::string& leftover() const { return head_.leftover(); }
 
  private:
-  State check();
+  State check(const http::ResponseHead& head);
   State fail(std::string message);
 
   std::string key_;
   std::string subprotocol_;
-  std::string buffer_;
-  std::string leftover_;
+  http::ResponseHeadParser head_{{.max_bytes = kMaxHeaderBytes}};
   std::string error_;
   State state_ = State::NeedMore;
 };

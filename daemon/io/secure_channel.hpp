@@ -1,10 +1,11 @@
 #pragma once
-// dpsd's secure channel (see shared/design.md): async DNS (sd-resolve) → non-blocking TCP →
-// TLS (OpenSSL; SNI and hostname verification always) and then a relay: a listening Unix socket
-// in a private directory that libmosquitto connects to, whose bytes are carried over TLS. Only
-// our own process may connect (SO_PEERCRED). Credentials never leave the process before the
-// server's certificate has been verified, because libmosquitto is only told the socket path
-// once the handshake succeeded.
+// dpsd's secure channel: DNS → non-blocking TCP → TLS (OpenSSL; SNI and hostname verification
+// always) and then a relay: a listening Unix socket in a private directory that libmosquitto
+// connects to, whose bytes are carried over TLS. Only our own process may connect
+// (SO_PEERCRED). Credentials never leave the process before the server's certificate has been
+// verified, because libmosquitto is only told the socket path once the handshake succeeded.
+// Each step is a stage in io/transport/ (tcp_connector, proxy_tunnel, tls_stream, ws_stream,
+// relay) behind one stream interface (transport/stream.hpp); this class runs them in order.
 //
 // Optionally the TCP connection goes through an HTTP CONNECT proxy (the tunnel is set up
 // before TLS, so the proxy sees only the target's name and port), and optionally MQTT rides in

@@ -24,6 +24,7 @@
 #include "io/event_loop.hpp"
 #include "io/secure_channel.hpp"
 #include "io/tls_context.hpp"
+#include "io/unique_fd.hpp"
 #include "support/files.hpp"
 #include "support/net.hpp"
 #include "support/process.hpp"
@@ -39,23 +40,6 @@ using dpsd::test::Process;
 using dpsd::test::TempDir;
 using dpsd::test::TestPki;
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() { reset(); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
-
 sockaddr_in loopback(std::uint16_t port) {
   sockaddr_in address{};
   address.sin_family = AF_INET;
@@ -65,8 +49,8 @@ sockaddr_in loopback(std::uint16_t port) {
 }
 
 // A TCP listener that never accepts and never speaks: TCP connects, TLS never starts.
-Fd listen_silently(std::uint16_t* port, int backlog) {
-  Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+UniqueFd listen_silently(std::uint16_t* port, int backlog) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in address = loopback(0);
   socklen_t length = sizeof address;
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
@@ -78,14 +62,14 @@ Fd listen_silently(std::uint16_t* port, int backlog) {
   return fd;
 }
 
-Fd connect_unix(const std::string& path) {
-  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+UniqueFd connect_unix(const std::string& path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
     ADD_FAILURE() << "cannot connect to the relay socket " << path << ": " << std::strerror(errno);
-    return Fd();
+    return UniqueFd();
   }
   ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
   return fd;
@@ -299,7 +283,7 @@ TEST_F(SecureChannelTest, HandshakeThenRelaysBytesBothWays) {
   EXPECT_TRUE(ready_path_.ends_with(".sock")) << ready_path_;
   EXPECT_TRUE(fs::is_socket(ready_path_));
 
-  Fd client = connect_unix(ready_path_);
+  UniqueFd client = connect_unix(ready_path_);
   ASSERT_GE(client.get(), 0);
   const Echo hello = mqtt_echo("hello");
   EXPECT_EQ(exchange(client.get(), hello.line, hello.answer.size()), hello.answer);
@@ -310,9 +294,9 @@ TEST_F(SecureChannelTest, HandshakeThenRelaysBytesBothWays) {
   // Far more than both 16 KiB buffers, so back-pressure in both directions is exercised.
   std::string bulk;
   std::string answers;
-  for (int i = 0; bulk.size() < 400 * 1024; ++i) {
-    const Echo echo =
-        mqtt_echo("line " + std::to_string(i) + " " + std::string(200 + i % 300, 'a' + i % 26));
+  for (int i = 0; bulk.size() < std::size_t{400} * 1024; ++i) {
+    const Echo echo = mqtt_echo("line " + std::to_string(i) + " " +
+                                std::string(200 + i % 300, static_cast<char>('a' + i % 26)));
     bulk += echo.line;
     answers += echo.answer;
   }
@@ -330,7 +314,7 @@ TEST_F(SecureChannelTest, ServerCloseIsReported) {
   open_channel(options("127.0.0.1", port_));  // IP literal: no DNS, checked against IP SAN
   wait_ready();
   ASSERT_FALSE(HasFailure());
-  Fd client = connect_unix(ready_path_);
+  UniqueFd client = connect_unix(ready_path_);
   ASSERT_GE(client.get(), 0);
   const Echo abc = mqtt_echo("abc");
   EXPECT_EQ(exchange(client.get(), abc.line, abc.answer.size()), abc.answer);
@@ -350,7 +334,7 @@ TEST_F(SecureChannelTest, ServerLogShowsRelayedApplicationData) {
   open_channel(options("localhost", port_));
   wait_ready();
   ASSERT_FALSE(HasFailure());
-  Fd client = connect_unix(ready_path_);
+  UniqueFd client = connect_unix(ready_path_);
   ASSERT_GE(client.get(), 0);
   const Echo marker = mqtt_echo("marker");
   EXPECT_EQ(exchange(client.get(), marker.line, marker.answer.size()), marker.answer);
@@ -408,12 +392,13 @@ TEST_F(SecureChannelTest, DnsFailure) {
 TEST_F(SecureChannelTest, ConnectTimeout) {
   // A listener with a full accept queue: Linux drops further SYNs, so connect() hangs.
   std::uint16_t port = 0;
-  Fd listener = listen_silently(&port, 0);
+  UniqueFd listener = listen_silently(&port, 0);
   const sockaddr_in address = loopback(port);
-  std::vector<Fd> fillers;
+  std::vector<UniqueFd> fillers;
   for (int i = 0; i < 2; ++i) {
     fillers.emplace_back(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    ::connect(fillers.back().get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
+    (void)::connect(fillers.back().get(), reinterpret_cast<const sockaddr*>(&address),
+                    sizeof address);  // in progress, and it stays there
   }
   pollfd probe{fillers.back().get(), POLLOUT, 0};
   if (::poll(&probe, 1, 300) != 0) {
@@ -428,7 +413,7 @@ TEST_F(SecureChannelTest, ConnectTimeout) {
 
 TEST_F(SecureChannelTest, HandshakeTimeout) {
   std::uint16_t port = 0;
-  Fd listener = listen_silently(&port, 4);
+  UniqueFd listener = listen_silently(&port, 4);
   auto o = options("127.0.0.1", port);
   o.handshake_timeout = 300ms;
   const auto started = std::chrono::steady_clock::now();
@@ -481,7 +466,7 @@ TEST_F(SecureChannelTest, OtherProcessIsRefused) {
   EXPECT_EQ(closed_calls_, 0) << closed_reason_;
 
   // Still listening: our own process gets through.
-  Fd client = connect_unix(ready_path_);
+  UniqueFd client = connect_unix(ready_path_);
   ASSERT_GE(client.get(), 0);
   const Echo abc = mqtt_echo("abc");
   EXPECT_EQ(exchange(client.get(), abc.line, abc.answer.size()), abc.answer);

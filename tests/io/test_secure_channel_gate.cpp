@@ -5,8 +5,6 @@
 // a byte of the refused packet.
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <openssl/ssl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -17,18 +15,17 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "core/mqtt_inbound_gate.hpp"
-#include "core/websocket.hpp"
 #include "io/event_loop.hpp"
 #include "io/secure_channel.hpp"
 #include "io/tls_context.hpp"
 #include "io/unique_fd.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_pki.hpp"
+#include "support/tls_test_server.hpp"
 
 namespace dpsd::io {
 using core::Transport;
@@ -58,27 +55,10 @@ std::string publish(std::uint8_t qos, const std::string& payload, std::uint16_t 
   return static_cast<char>(0x30 | (qos << 1)) + remaining_length(body.size()) + body;
 }
 
-// An unmasked binary WebSocket frame (RFC 6455 5.2), as a server sends it.
-std::string ws_frame(const std::string& payload) {
-  std::string out("\x82", 1);
-  const std::size_t n = payload.size();
-  if (n < 126) {
-    out += static_cast<char>(n);
-  } else if (n < 65536) {
-    out += '\x7e';
-    out += static_cast<char>(n >> 8);
-    out += static_cast<char>(n & 0xff);
-  } else {
-    out += '\x7f';
-    for (int shift = 56; shift >= 0; shift -= 8) out += static_cast<char>((n >> shift) & 0xff);
-  }
-  return out + payload;
-}
-
-// One TLS connection on a thread. Plain: MQTT bytes as they are; WebSocket: upgrade first, then
-// every chunk in its own binary frame. It answers the CONNECT with CONNACK, and the first
-// PINGREQ with `hostile` (sent as the given chunks, each its own TLS record), then hangs up or
-// reads until the client goes away.
+// One TLS connection (test::TlsTestServer). Plain: MQTT bytes as they are; WebSocket: upgrade
+// first, then every chunk in its own binary frame. It answers the CONNECT with CONNACK, and the
+// first PINGREQ with `hostile` (sent as the given chunks, each its own TLS record), then hangs
+// up or reads until the client goes away.
 class HostileServer {
  public:
   HostileServer(const TestPki& pki, bool websocket, std::vector<std::string> hostile,
@@ -86,116 +66,48 @@ class HostileServer {
       : websocket_(websocket),
         hang_up_(hang_up),
         hostile_(std::move(hostile)),
-        listener_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    ctx_.reset(SSL_CTX_new(TLS_server_method()));
-    SSL_CTX_use_certificate_chain_file(ctx_.get(), pki.server_cert().c_str());
-    SSL_CTX_use_PrivateKey_file(ctx_.get(), pki.server_key().c_str(), SSL_FILETYPE_PEM);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::listen(listener_.get(), 1);
-    ::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&address), &length);
-    port_ = ntohs(address.sin_port);
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~HostileServer() {
-    ::shutdown(listener_.get(), SHUT_RDWR);
-    if (thread_.joinable()) thread_.join();
-  }
-  std::uint16_t port() const { return port_; }
+        server_(pki.server_cert(), pki.server_key(),
+                [this](test::TlsConnection& connection) { serve(connection); }) {}
+  std::uint16_t port() const { return server_.port(); }
 
  private:
-  struct CtxDeleter {
-    void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
-  };
-  struct SslDeleter {
-    void operator()(SSL* s) const { SSL_free(s); }
-  };
-
   // Reads until `mqtt` (the client's MQTT bytes so far) holds `want` bytes; false on EOF.
-  bool read_mqtt(SSL* ssl, std::string& raw, std::string& mqtt, std::size_t want) {
+  bool read_mqtt(test::TlsConnection& connection, std::string& raw, std::string& mqtt,
+                 std::size_t want) {
     char buffer[4096];
     while (mqtt.size() < want) {
-      const int n = SSL_read(ssl, buffer, sizeof buffer);
-      if (n <= 0) return false;
+      const std::size_t n = connection.read(buffer, sizeof buffer);
+      if (n == 0) return false;
       if (!websocket_) {
-        mqtt.append(buffer, static_cast<std::size_t>(n));
+        mqtt.append(buffer, n);
         continue;
       }
-      raw.append(buffer, static_cast<std::size_t>(n));
-      // The client masks, which the client-side decoder refuses; unmask by hand instead.
-      while (raw.size() >= 6) {
-        std::size_t len = static_cast<std::uint8_t>(raw[1]) & 0x7f;
-        std::size_t header = 2;
-        if (len == 126) {
-          if (raw.size() < 8) break;
-          len = (static_cast<std::size_t>(static_cast<std::uint8_t>(raw[2])) << 8) |
-                static_cast<std::uint8_t>(raw[3]);
-          header = 4;
-        }
-        if (raw.size() < header + 4 + len) break;
-        const std::string mask = raw.substr(header, 4);
-        for (std::size_t i = 0; i < len; ++i)
-          mqtt += static_cast<char>(raw[header + 4 + i] ^ mask[i % 4]);
-        raw.erase(0, header + 4 + len);
-      }
+      raw.append(buffer, n);
+      for (const test::WsFrame& frame : test::ws_take_client_frames(raw)) mqtt += frame.payload;
     }
     return true;
   }
 
-  void send(SSL* ssl, const std::string& mqtt) {
-    const std::string out = websocket_ ? ws_frame(mqtt) : mqtt;
-    SSL_write(ssl, out.data(), static_cast<int>(out.size()));
+  void send(test::TlsConnection& connection, const std::string& mqtt) {
+    connection.write(websocket_ ? test::ws_binary_frame(mqtt) : mqtt);
   }
 
-  void serve() {
-    UniqueFd conn(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!conn) return;
-    timeval tv{10, 0};  // never hang the suite
-    ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::unique_ptr<SSL, SslDeleter> ssl(SSL_new(ctx_.get()));
-    SSL_set_fd(ssl.get(), conn.get());
-    if (SSL_accept(ssl.get()) != 1) return;
-    char buffer[4096];
-    if (websocket_) {
-      std::string request;
-      while (request.find("\r\n\r\n") == std::string::npos) {
-        const int n = SSL_read(ssl.get(), buffer, sizeof buffer);
-        if (n <= 0) return;
-        request.append(buffer, static_cast<std::size_t>(n));
-      }
-      const std::string name = "Sec-WebSocket-Key: ";
-      const std::size_t at = request.find(name) + name.size();
-      const std::string key = request.substr(at, request.find("\r\n", at) - at);
-      const std::string answer =
-          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-          "Sec-WebSocket-Accept: " +
-          core::ws::accept_for_key(key) + "\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n";
-      SSL_write(ssl.get(), answer.data(), static_cast<int>(answer.size()));
-    }
+  void serve(test::TlsConnection& connection) {
+    if (websocket_ && !test::ws_accept_upgrade(connection)) return;
     std::string raw;
     std::string mqtt;
-    if (!read_mqtt(ssl.get(), raw, mqtt, kConnect.size())) return;
-    send(ssl.get(), kConnack);
-    if (!read_mqtt(ssl.get(), raw, mqtt, kConnect.size() + kPingreq.size())) return;
-    for (const std::string& chunk : hostile_) send(ssl.get(), chunk);
-    if (hang_up_) {
-      SSL_shutdown(ssl.get());
-      return;
-    }
-    while (SSL_read(ssl.get(), buffer, sizeof buffer) > 0) {
-    }
+    if (!read_mqtt(connection, raw, mqtt, kConnect.size())) return;
+    send(connection, kConnack);
+    if (!read_mqtt(connection, raw, mqtt, kConnect.size() + kPingreq.size())) return;
+    for (const std::string& chunk : hostile_) send(connection, chunk);
+    if (hang_up_) return connection.close_notify();
+    connection.read_to_end();
   }
 
   bool websocket_;
   bool hang_up_;
   std::vector<std::string> hostile_;
-  std::unique_ptr<SSL_CTX, CtxDeleter> ctx_;
-  UniqueFd listener_;
-  std::uint16_t port_ = 0;
-  std::thread thread_;
+  test::TlsTestServer server_;  // last: its thread stops before the rest goes
 };
 
 std::unique_ptr<TempDir> pki_dir;
@@ -317,7 +229,7 @@ TEST_P(GateTest, HeaderSplitAcrossRecordsIsHeldBackAndRefused) {
 
 TEST_P(GateTest, Qos2PublishIsRefused) {
   HostileServer server(*pki, GetParam() == Transport::MqttWs,
-                       {publish(2, std::string(100 * 1000, 'q'))});
+                       {publish(2, std::string(std::size_t{100} * 1000, 'q'))});
   std::string reason;
   const std::string after_connack = run_session(server, reason);
   EXPECT_EQ(reason, "DPS sent a QoS 2 PUBLISH, which DPS never does (protocol error)");
@@ -341,7 +253,7 @@ TEST_P(GateTest, PublishFloodIsCutOffAtTheLimit) {
 
 TEST_P(GateTest, LargestDpsMessageStillPasses) {
   // 96 KB, DPS's documented maximum, in one QoS 1 PUBLISH, then the server hangs up.
-  const std::string big = publish(1, std::string(96 * 1024, 'a'));
+  const std::string big = publish(1, std::string(std::size_t{96} * 1024, 'a'));
   HostileServer server(*pki, GetParam() == Transport::MqttWs, {big}, /*hang_up=*/true);
   std::string reason;
   const std::string after_connack = run_session(server, reason);

@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <openssl/ssl.h>
 #include <poll.h>
 #include <pwd.h>
 #include <sys/socket.h>
@@ -20,20 +19,20 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
-#include "core/websocket.hpp"
 #include "io/event_loop.hpp"
 #include "io/secure_channel.hpp"
 #include "io/tls_context.hpp"
+#include "io/unique_fd.hpp"
 #include "support/connect_proxy.hpp"
 #include "support/files.hpp"
 #include "support/net.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_pki.hpp"
+#include "support/tls_test_server.hpp"
 
 namespace dpsd::io {
 using core::Transport;
@@ -47,31 +46,14 @@ using dpsd::test::Process;
 using dpsd::test::TempDir;
 using dpsd::test::TestPki;
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() { reset(); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
-
-Fd connect_unix(const std::string& path) {
-  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+UniqueFd connect_unix(const std::string& path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
     ADD_FAILURE() << "cannot connect to the relay socket " << path << ": " << std::strerror(errno);
-    return Fd();
+    return UniqueFd();
   }
   ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
   return fd;
@@ -234,7 +216,7 @@ class SecureChannelWsTest : public ::testing::Test {
 
   // CONNECT/CONNACK, SUBSCRIBE/SUBACK, and a large PUBLISH echoed back by the broker.
   void speak_mqtt() {
-    Fd client = connect_unix(ready_path_);
+    UniqueFd client = connect_unix(ready_path_);
     ASSERT_GE(client.get(), 0);
     EXPECT_EQ(exchange(client.get(), kConnect, kConnack.size()), kConnack);
     EXPECT_EQ(exchange(client.get(), kSubscribe, kSuback.size()), kSuback);
@@ -243,7 +225,8 @@ class SecureChannelWsTest : public ::testing::Test {
     // round trip takes about 2 s against mosquitto 2.0.11's WebSocket listener, and as long
     // with an independent Python client, so it is the broker's pace, not the relay's (over
     // plain TLS it takes milliseconds; DPS messages are a few KB).
-    for (int i = 0; payload.size() < 70 * 1024; ++i) payload += std::to_string(i) + ",";
+    for (int i = 0; payload.size() < std::size_t{70} * 1024; ++i)
+      payload += std::to_string(i) + ",";
     const std::string packet = publish(payload);
     EXPECT_EQ(exchange(client.get(), packet, packet.size()), packet);
     client.reset();
@@ -362,7 +345,7 @@ TEST_F(SecureChannelWsTest, AutoFallsBackWhenFirstPortRefuses) {
 
 TEST_F(SecureChannelWsTest, AutoFallsBackWhenFirstPortIsSilent) {
   // A listener with a full accept queue: Linux drops further SYNs, as a firewall would.
-  Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -370,10 +353,11 @@ TEST_F(SecureChannelWsTest, AutoFallsBackWhenFirstPortIsSilent) {
   ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
   ASSERT_EQ(::listen(listener.get(), 0), 0);
   ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &length), 0);
-  std::vector<Fd> fillers;
+  std::vector<UniqueFd> fillers;
   for (int i = 0; i < 2; ++i) {
     fillers.emplace_back(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    ::connect(fillers.back().get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
+    (void)::connect(fillers.back().get(), reinterpret_cast<const sockaddr*>(&address),
+                    sizeof address);  // in progress, and it stays there
   }
   pollfd probe{fillers.back().get(), POLLOUT, 0};
   if (::poll(&probe, 1, 300) != 0) {
@@ -414,127 +398,51 @@ TEST_F(SecureChannelWsTest, AutoReportsBothFailures) {
   EXPECT_NE(reason.find("after port " + std::to_string(closed_a)), std::string::npos) << reason;
 }
 
-// A one-connection TLS WebSocket server on a thread, with a scripted answer: the upgrade
-// response (built from the client's key) and raw bytes right behind it, then it records what
-// the client sends until EOF. For what mosquitto never does: pings, close codes, bad frames.
+// A one-connection TLS WebSocket server with a scripted answer: the upgrade response (built from
+// the client's key) and raw bytes right behind it, then it records what the client sends until
+// EOF. For what mosquitto never does: pings, close codes, bad frames.
 class ScriptedWsServer {
  public:
   using Respond = std::function<std::string(const std::string& key)>;
   ScriptedWsServer(Respond respond, std::string after)
-      : respond_(std::move(respond)),
-        after_(std::move(after)),
-        listener_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    ctx_.reset(SSL_CTX_new(TLS_server_method()));
-    SSL_CTX_use_certificate_chain_file(ctx_.get(), pki->server_cert().c_str());
-    SSL_CTX_use_PrivateKey_file(ctx_.get(), pki->server_key().c_str(), SSL_FILETYPE_PEM);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::listen(listener_.get(), 1);
-    ::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&address), &length);
-    port_ = ntohs(address.sin_port);
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~ScriptedWsServer() {
-    ::shutdown(listener_.get(), SHUT_RDWR);
-    if (thread_.joinable()) thread_.join();
-  }
-  std::uint16_t port() const { return port_; }
+      : server_(
+            pki->server_cert(), pki->server_key(),
+            [this, respond = std::move(respond),
+             after = std::move(after)](test::TlsConnection& connection) {
+              const std::string request = connection.read_until("\r\n\r\n");
+              connection.write(respond(test::ws_request_key(request)) + after);
+              received_ = connection.read_to_end();
+            },
+            5s) {}
+  std::uint16_t port() const { return server_.port(); }
+  void join() { server_.join(); }
   // What the client sent after the upgrade; valid after join().
-  void join() {
-    if (thread_.joinable()) thread_.join();
-  }
   const std::string& received() const { return received_; }
 
  private:
-  struct CtxDeleter {
-    void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
-  };
-  void serve() {
-    Fd conn(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (conn.get() < 0) return;
-    timeval tv{5, 0};  // never hang the suite
-    ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    SSL* ssl = SSL_new(ctx_.get());
-    SSL_set_fd(ssl, conn.get());
-    if (SSL_accept(ssl) == 1) {
-      std::string request;
-      char buffer[4096];
-      while (request.find("\r\n\r\n") == std::string::npos) {
-        const int n = SSL_read(ssl, buffer, sizeof buffer);
-        if (n <= 0) break;
-        request.append(buffer, static_cast<std::size_t>(n));
-      }
-      const std::string name = "Sec-WebSocket-Key: ";
-      const std::size_t at = request.find(name);
-      const std::string key =
-          at == std::string::npos
-              ? std::string()
-              : request.substr(at + name.size(), request.find("\r\n", at) - at - name.size());
-      const std::string out = respond_(key) + after_;
-      SSL_write(ssl, out.data(), static_cast<int>(out.size()));
-      for (;;) {
-        const int n = SSL_read(ssl, buffer, sizeof buffer);
-        if (n <= 0) break;
-        received_.append(buffer, static_cast<std::size_t>(n));
-      }
-    }
-    SSL_free(ssl);
-  }
-
-  Respond respond_;
-  std::string after_;
-  std::unique_ptr<SSL_CTX, CtxDeleter> ctx_;
-  Fd listener_;
-  std::uint16_t port_ = 0;
   std::string received_;
-  std::thread thread_;
+  test::TlsTestServer server_;  // last: its thread stops before received_ goes
 };
 
 std::string upgrade_ok(const std::string& key, const std::string& protocol = "mqtt") {
-  return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-         "Sec-WebSocket-Accept: " +
-         core::ws::accept_for_key(key) + "\r\nSec-WebSocket-Protocol: " + protocol + "\r\n\r\n";
+  return test::ws_upgrade_answer(key, protocol);
 }
 
-std::string server_frame(std::uint8_t first, const std::string& payload) {
-  return std::string(1, static_cast<char>(first)) + static_cast<char>(payload.size()) + payload;
-}
-
-// Client frames as the scripted server received them: (opcode, unmasked payload).
-std::vector<std::pair<int, std::string>> client_frames(const std::string& bytes) {
-  std::vector<std::pair<int, std::string>> out;
-  std::size_t at = 0;
-  while (at + 6 <= bytes.size()) {
-    const int op = static_cast<std::uint8_t>(bytes[at]) & 0x0f;
-    std::size_t n = static_cast<std::uint8_t>(bytes[at + 1]) & 0x7f;
-    std::size_t header = 2;
-    if (n == 126) {
-      n = (static_cast<std::uint8_t>(bytes[at + 2]) << 8) |
-          static_cast<std::uint8_t>(bytes[at + 3]);
-      header = 4;
-    }
-    const std::string mask = bytes.substr(at + header, 4);
-    std::string payload = bytes.substr(at + header + 4, n);
-    for (std::size_t i = 0; i < payload.size(); ++i) payload[i] ^= mask[i % 4];
-    out.emplace_back(op, payload);
-    at += header + 4 + n;
-  }
-  return out;
+// Client frames as the scripted server received them.
+std::vector<test::WsFrame> client_frames(std::string bytes) {
+  return test::ws_take_client_frames(bytes);
 }
 
 TEST_F(SecureChannelWsTest, PingBehindTheUpgradeIsAnsweredAndFragmentsAreJoined) {
   // A ping in the same TLS record as the 101, then a CONNACK split over two fragments.
   ScriptedWsServer server([](const std::string& key) { return upgrade_ok(key); },
-                          server_frame(0x89, "hi") +
-                              server_frame(0x02, std::string("\x20\x02", 2)) +
-                              server_frame(0x80, std::string("\x00\x00", 2)));
+                          test::ws_server_frame(0x89, "hi") +
+                              test::ws_server_frame(0x02, std::string("\x20\x02", 2)) +
+                              test::ws_server_frame(0x80, std::string("\x00\x00", 2)));
   open_channel(options(Transport::MqttWs, server.port()));
   wait_ready();
   ASSERT_FALSE(HasFailure());
-  Fd client = connect_unix(ready_path_);
+  UniqueFd client = connect_unix(ready_path_);
   ASSERT_GE(client.get(), 0);
   EXPECT_EQ(exchange(client.get(), kConnect, kConnack.size()), kConnack);
   client.reset();
@@ -542,25 +450,25 @@ TEST_F(SecureChannelWsTest, PingBehindTheUpgradeIsAnsweredAndFragmentsAreJoined)
   server.join();
   const auto frames = client_frames(server.received());
   ASSERT_GE(frames.size(), 3u) << server.received().size();
-  EXPECT_EQ(frames[0], std::make_pair(0xA, std::string("hi")));  // the pong, first
-  EXPECT_EQ(frames[1], std::make_pair(0x2, kConnect));
-  EXPECT_EQ(frames.back().first, 0x8);  // our close frame on the way out
+  EXPECT_EQ(frames[0], (test::WsFrame{0xA, "hi"}));  // the pong, first
+  EXPECT_EQ(frames[1], (test::WsFrame{0x2, kConnect}));
+  EXPECT_EQ(frames.back().opcode, 0x8);  // our close frame on the way out
 }
 
 TEST_F(SecureChannelWsTest, ServerCloseFrameIsAnsweredAndReported) {
   ScriptedWsServer server([](const std::string& key) { return upgrade_ok(key); },
-                          server_frame(0x88, std::string("\x03\xe9going away", 12)));
+                          test::ws_server_frame(0x88, std::string("\x03\xe9going away", 12)));
   open_channel(options(Transport::MqttWs, server.port()));
   wait_ready();
   ASSERT_FALSE(HasFailure());
-  Fd client = connect_unix(ready_path_);
+  UniqueFd client = connect_unix(ready_path_);
   ASSERT_GE(client.get(), 0);
   EXPECT_EQ(wait_closed(), "WebSocket: closed by server: 1001 going away");
   client.reset();
   server.join();
   const auto frames = client_frames(server.received());
   ASSERT_EQ(frames.size(), 1u);
-  EXPECT_EQ(frames[0], std::make_pair(0x8, std::string("\x03\xe9", 2)));  // the code echoed
+  EXPECT_EQ(frames[0], (test::WsFrame{0x8, std::string("\x03\xe9", 2)}));  // the code echoed
 }
 
 TEST_F(SecureChannelWsTest, MaskedServerFrameEndsTheChannel) {
