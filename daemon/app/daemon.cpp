@@ -95,18 +95,16 @@ Daemon::~Daemon() {
 }
 
 core::SupervisorPolicy Daemon::policy() const {
-  core::SupervisorPolicy policy;
-  policy.retry_initial = config_.retry_initial;
-  policy.retry_max = config_.retry_max;
-  policy.retry_refused = config_.retry_refused;
-  policy.reprovision_on_start = config_.reprovision_on_start;
-  policy.stale_after = config_.stale_after;
-  policy.once = options_.once;
-  policy.force = options_.force;
-  policy.once_timeout = options_.once_timeout;
-  policy.clock_floor_unix = clock_floor();
-  policy.state_path = store_.state_path().string();
-  return policy;
+  return {.retry_initial = config_.retry_initial,
+          .retry_max = config_.retry_max,
+          .retry_refused = config_.retry_refused,
+          .reprovision_on_start = config_.reprovision_on_start,
+          .stale_after = config_.stale_after,
+          .once = options_.once,
+          .force = options_.force,
+          .once_timeout = options_.once_timeout,
+          .clock_floor_unix = clock_floor(),
+          .state_path = store_.state_path().string()};
 }
 
 int Daemon::run() {
@@ -307,14 +305,17 @@ std::optional<ConnectionInfo> Daemon::connection_info() const {
 
 void Daemon::mirror_status() {
   const core::SupervisorStatus& from = supervisor_.status();
-  status_.state = bus_state(from.state);
-  status_.assignment = from.assignment;
-  status_.source = from.source;
-  status_.last_error = from.last_error;
-  status_.attempts = from.attempts;
-  status_.last_attempt_usec = from.last_attempt_usec;
-  status_.next_attempt_usec = from.next_attempt_usec;
-  status_.provisioned_usec = from.provisioned_usec;
+  status_ = StatusModel{.state = bus_state(from.state),
+                        .assignment = from.assignment,
+                        .registration_id = status_.registration_id,
+                        .id_scope = status_.id_scope,
+                        .source = from.source,
+                        .last_error = from.last_error,
+                        .attempts = from.attempts,
+                        .last_attempt_usec = from.last_attempt_usec,
+                        .next_attempt_usec = from.next_attempt_usec,
+                        .provisioned_usec = from.provisioned_usec,
+                        .certificate_not_after_usec = status_.certificate_not_after_usec};
 }
 
 }  // namespace dpsd::app

@@ -9,12 +9,6 @@ namespace {
 
 constexpr std::string_view kHttp = "HTTP/";
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 bool is_ows(char c) {
   return c == ' ' || c == '\t';
 }
@@ -42,6 +36,12 @@ bool is_control(char c) {
 }
 
 }  // namespace
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
 
 std::string printable(std::string_view text) {
   std::string out;

@@ -11,9 +11,13 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace dpsd::core::http {
+
+// ASCII lower case: header names and tokens compare case-insensitively (RFC 9110 5.1).
+std::string lower(std::string_view text);
 
 struct HeaderField {
   std::string name;   // lower case
@@ -82,6 +86,37 @@ class ResponseHeadParser {
   std::string problem_line_;
   std::string why_;
   State state_ = State::NeedMore;
+};
+
+// The shell shared by the two readers of one answer (the proxy's CONNECT answer, the WebSocket
+// upgrade answer): a head parser, then the reader's verdict. After the verdict, bytes fed are
+// kept in leftover() (Done: they belong to the next protocol) or ignored (Failed).
+class HeadAnswer {
+ public:
+  enum class State { NeedMore, Done, Failed };
+  State state() const { return state_; }
+  const std::string& error() const { return error_; }  // for people, once Failed
+  const std::string& leftover() const { return head_.leftover(); }
+
+ protected:
+  explicit HeadAnswer(HeadLimits limits) : head_(limits) {}
+  // True when the verdict is in already and the bytes were handled as above.
+  bool decided(const char* data, std::size_t n) {
+    if (state_ == State::NeedMore) return false;
+    if (state_ == State::Done) head_.feed(data, n);
+    return true;
+  }
+  State fail(std::string message) {
+    error_ = std::move(message);
+    state_ = State::Failed;
+    return state_;
+  }
+
+  ResponseHeadParser head_;
+  State state_ = State::NeedMore;
+
+ private:
+  std::string error_;
 };
 
 // Text from a peer, fit for an error message: at most 80 characters, anything but printable

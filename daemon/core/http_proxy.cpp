@@ -5,15 +5,12 @@
 #include <charconv>
 
 #include "core/base64.hpp"
+#include "core/http_head.hpp"
 
 namespace dpsd::core::proxy {
 namespace {
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+using http::lower;
 
 std::string_view trim(std::string_view text) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front())) != 0)
@@ -146,17 +143,8 @@ std::string build_connect_request(const ProxyUrl& proxy, std::string_view target
   return out;
 }
 
-ConnectResponseParser::State ConnectResponseParser::fail(const std::string& message) {
-  error_ = "proxy: " + proxy_name_ + ": " + message;
-  state_ = State::Failed;
-  return state_;
-}
-
 ConnectResponseParser::State ConnectResponseParser::feed(const char* data, std::size_t n) {
-  if (state_ != State::NeedMore) {
-    if (state_ == State::Done) head_.feed(data, n);  // kept as leftover()
-    return state_;
-  }
+  if (decided(data, n)) return state_;
   switch (head_.feed(data, n)) {
     case http::ResponseHeadParser::State::NeedMore:
       return state_;
@@ -165,7 +153,7 @@ ConnectResponseParser::State ConnectResponseParser::feed(const char* data, std::
     case http::ResponseHeadParser::State::Done:
       status_ = head_.head().status;
       if (status_ < 200 || status_ > 299) {
-        return fail("CONNECT refused: " + head_.head().status_text());
+        return refuse("CONNECT refused: " + head_.head().status_text());
       }
       state_ = State::Done;
       return state_;
@@ -174,12 +162,12 @@ ConnectResponseParser::State ConnectResponseParser::feed(const char* data, std::
     // Fails at the first bytes that are not HTTP (a TLS server, SSH, a SOCKS proxy) instead of
     // waiting for a blank line that never comes.
     case http::HeadProblem::NotHttp:
-      return fail("not an HTTP proxy (response does not start with HTTP/)");
+      return refuse("not an HTTP proxy (response does not start with HTTP/)");
     case http::HeadProblem::TooLong:
     case http::HeadProblem::TooManyHeaders:
-      return fail("CONNECT response too long");
+      return refuse("CONNECT response too long");
     default:
-      return fail("malformed CONNECT response: " + head_.problem_line());
+      return refuse("malformed CONNECT response: " + head_.problem_line());
   }
 }
 

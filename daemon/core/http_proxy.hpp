@@ -39,28 +39,24 @@ std::string build_connect_request(const ProxyUrl& proxy, std::string_view target
 // Incremental parser of the proxy's answer (its head through core/http_head.hpp). After the
 // blank line the tunnel carries the target's bytes: they are kept in leftover() (for TLS there
 // are none, the client speaks first).
-class ConnectResponseParser {
+// error(): "proxy: 127.0.0.1:3128: CONNECT refused: 407 Proxy Authentication Required"
+class ConnectResponseParser : public http::HeadAnswer {
  public:
-  enum class State { NeedMore, Done, Failed };
   static constexpr std::size_t kMaxHeaderBytes = std::size_t{16} * 1024;
 
   // proxy_name is "host:port" of the proxy, used in errors.
-  explicit ConnectResponseParser(std::string proxy_name) : proxy_name_(std::move(proxy_name)) {}
+  explicit ConnectResponseParser(std::string proxy_name)
+      : HeadAnswer({.max_bytes = kMaxHeaderBytes}), proxy_name_(std::move(proxy_name)) {}
   State feed(const char* data, std::size_t n);
-  State state() const { return state_; }
   int status() const { return status_; }
-  // "proxy: 127.0.0.1:3128: CONNECT refused: 407 Proxy Authentication Required"
-  const std::string& error() const { return error_; }
-  const std::string& leftover() const { return head_.leftover(); }
 
  private:
-  State fail(const std::string& message);
+  State refuse(const std::string& message) {
+    return fail("proxy: " + proxy_name_ + ": " + message);
+  }
 
   std::string proxy_name_;
-  http::ResponseHeadParser head_{{.max_bytes = kMaxHeaderBytes}};
-  std::string error_;
   int status_ = 0;
-  State state_ = State::NeedMore;
 };
 
 // no_proxy: comma- (or space-) separated entries; "*" matches every host; "example.com" and

@@ -7,17 +7,14 @@
 #include <utility>
 
 #include "core/base64.hpp"
+#include "core/http_head.hpp"
 
 namespace dpsd::core::ws {
 namespace {
 
-constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+using http::lower;
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 std::string_view trim(std::string_view text) {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
@@ -67,19 +64,12 @@ std::string build_upgrade_request(const UpgradeRequest& request) {
 }
 
 UpgradeResponseParser::UpgradeResponseParser(std::string key, std::string subprotocol)
-    : key_(std::move(key)), subprotocol_(std::move(subprotocol)) {}
-
-UpgradeResponseParser::State UpgradeResponseParser::fail(std::string message) {
-  error_ = std::move(message);
-  state_ = State::Failed;
-  return state_;
-}
+    : HeadAnswer({.max_bytes = kMaxHeaderBytes}),
+      key_(std::move(key)),
+      subprotocol_(std::move(subprotocol)) {}
 
 UpgradeResponseParser::State UpgradeResponseParser::feed(const char* data, std::size_t n) {
-  if (state_ != State::NeedMore) {
-    if (state_ == State::Done) head_.feed(data, n);  // kept as leftover()
-    return state_;
-  }
+  if (decided(data, n)) return state_;
   switch (head_.feed(data, n)) {
     case http::ResponseHeadParser::State::NeedMore:
       return state_;

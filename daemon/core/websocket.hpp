@@ -31,28 +31,20 @@ std::string build_upgrade_request(const UpgradeRequest& request);
 // Incremental parser of the server's HTTP/1.1 answer to the upgrade (its head through
 // core/http_head.hpp). Bytes after the blank line already belong to the WebSocket stream and
 // are handed back in leftover().
-class UpgradeResponseParser {
+// error(): "WebSocket: upgrade refused: 404 Not Found", "WebSocket: bad Sec-WebSocket-Accept", …
+class UpgradeResponseParser : public http::HeadAnswer {
  public:
-  enum class State { NeedMore, Done, Failed };
   static constexpr std::size_t kMaxHeaderBytes = std::size_t{16} * 1024;
 
   UpgradeResponseParser(std::string key, std::string subprotocol);
   // Feeds n bytes; returns Done once the headers are complete and valid, Failed with error().
   State feed(const char* data, std::size_t n);
-  State state() const { return state_; }
-  // "WebSocket: upgrade refused: 404 Not Found", "WebSocket: bad Sec-WebSocket-Accept", …
-  const std::string& error() const { return error_; }
-  const std::string& leftover() const { return head_.leftover(); }
 
  private:
   State check(const http::ResponseHead& head);
-  State fail(std::string message);
 
   std::string key_;
   std::string subprotocol_;
-  http::ResponseHeadParser head_{{.max_bytes = kMaxHeaderBytes}};
-  std::string error_;
-  State state_ = State::NeedMore;
 };
 
 enum class Opcode : std::uint8_t {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -112,6 +113,22 @@ class Handshake {
   virtual Progress step() = 0;
   virtual std::uint32_t handshake_events() const = 0;
   virtual const Close& failure() const = 0;
+};
+
+// A stage stacked on the stream below it with a handshake of its own (TLS, WebSocket): it owns
+// that stream (destroyed after the stage's own state, which may point into it), shares its fd,
+// and has one Close for both the handshake and the data.
+class LayeredStream : public Stream, public Handshake {
+ public:
+  explicit LayeredStream(std::unique_ptr<Stream> below) : below_(std::move(below)) {}
+
+  int fd() const final { return below_->fd(); }
+  const Close& close_reason() const final { return close_; }
+  const Close& failure() const final { return close_; }
+
+ protected:
+  std::unique_ptr<Stream> below_;
+  Close close_;
 };
 
 }  // namespace dpsd::io::transport

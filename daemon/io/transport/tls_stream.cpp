@@ -86,7 +86,7 @@ const BIO_METHOD* stream_bio_method() {
 }  // namespace
 
 TlsStream::TlsStream(SSL_CTX* ctx, std::unique_ptr<Stream> below, std::string host)
-    : below_(std::move(below)), ctx_(ctx), host_(std::move(host)) {
+    : LayeredStream(std::move(below)), ctx_(ctx), host_(std::move(host)) {
   bio_.below = below_.get();
 }
 

@@ -15,7 +15,7 @@
 
 namespace dpsd::io::transport {
 
-class TlsStream final : public Stream, public Handshake {
+class TlsStream final : public LayeredStream {
  public:
   // host: the name (or IP literal) the certificate must carry; also the SNI.
   TlsStream(SSL_CTX* ctx, std::unique_ptr<Stream> below, std::string host);
@@ -24,14 +24,11 @@ class TlsStream final : public Stream, public Handshake {
   // The handshake. Failed: failure() is in Stage::Tls.
   Progress step() override;
   std::uint32_t handshake_events() const override;
-  const Close& failure() const override { return close_; }
 
   IoResult read(char* data, std::size_t size) override;
   IoResult write(const char* data, std::size_t size) override;
   std::uint32_t wanted_events(bool reading, bool writing) const override;
   void shutdown() override;  // close_notify, best effort; no wait for the answer
-  int fd() const override { return below_->fd(); }
-  const Close& close_reason() const override { return close_; }
 
   // What the BIO needs of us: the stream below and what it said when it ended.
   struct BioState {
@@ -52,9 +49,8 @@ class TlsStream final : public Stream, public Handshake {
   Close io_failure(int ssl_error);
   Close handshake_failure(int ssl_error);
 
-  // Declaration order: the SSL object goes first, then the BIO state it points to, then the
-  // stream below.
-  std::unique_ptr<Stream> below_;
+  // Destruction order: the SSL object goes first, then the BIO state it points to, then (in
+  // LayeredStream) the stream below.
   SSL_CTX* ctx_;
   std::string host_;
   BioState bio_;
@@ -62,7 +58,6 @@ class TlsStream final : public Stream, public Handshake {
   Want handshake_want_ = Want::Write;
   Want read_want_ = Want::Read;
   Want write_want_ = Want::Write;
-  Close close_;
 };
 
 }  // namespace dpsd::io::transport

@@ -23,7 +23,7 @@ std::array<std::uint8_t, N> random_bytes() {
 }  // namespace
 
 WsStream::WsStream(std::unique_ptr<Stream> below, Options options)
-    : below_(std::move(below)), options_(std::move(options)) {}
+    : LayeredStream(std::move(below)), options_(std::move(options)) {}
 
 Progress WsStream::fail(Close failure) {
   failure.stage = Stage::WebSocket;

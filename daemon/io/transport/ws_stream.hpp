@@ -14,7 +14,7 @@
 
 namespace dpsd::io::transport {
 
-class WsStream final : public Stream, public Handshake {
+class WsStream final : public LayeredStream {
  public:
   struct Options {
     std::string host;  // the Host header: "name", or "name:port" when the port is not 443
@@ -32,14 +32,11 @@ class WsStream final : public Stream, public Handshake {
   // are decoded at once (a bad one fails the upgrade); their data waits for read().
   Progress step() override;
   std::uint32_t handshake_events() const override;
-  const Close& failure() const override { return close_; }
 
   IoResult read(char* data, std::size_t size) override;
   IoResult write(const char* data, std::size_t size) override;
   std::uint32_t wanted_events(bool reading, bool writing) const override;
   void shutdown() override;  // a close frame (1000), then the stream below's goodbye
-  int fd() const override { return below_->fd(); }
-  const Close& close_reason() const override { return close_; }
   bool has_pending_output() const override { return !wire_out_.empty(); }
   bool has_buffered_input() const override { return pending_at_ < pending_.size(); }
 
@@ -49,7 +46,6 @@ class WsStream final : public Stream, public Handshake {
   bool flush();                                // false: the stream below ended
   void closed_below() { close_ = below_->close_reason(); }
 
-  std::unique_ptr<Stream> below_;
   Options options_;
   std::string request_;  // the upgrade request
   std::size_t sent_ = 0;
@@ -60,7 +56,6 @@ class WsStream final : public Stream, public Handshake {
   std::size_t pending_at_ = 0;
   bool close_received_ = false;
   Close peer_close_;  // what the server's close frame said, reported once wire_out_ is out
-  Close close_;
 };
 
 }  // namespace dpsd::io::transport
