@@ -5,6 +5,7 @@
 
 #include <systemd/sd-bus.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -14,6 +15,7 @@
 #include "app/bus_caller.hpp"
 #include "app/bus_connection.hpp"
 #include "app/log_control.hpp"
+#include "core/enum_names.hpp"
 #include "core/errno_text.hpp"
 #include "core/text_sanitize.hpp"
 #include "io/log.hpp"
@@ -298,19 +300,9 @@ Expected<std::unique_ptr<BusService>> BusService::create(sd_event* event,
 }
 
 const char* to_string(ProvisioningState state) {
-  switch (state) {
-    case ProvisioningState::Unprovisioned:
-      return "unprovisioned";
-    case ProvisioningState::Provisioning:
-      return "provisioning";
-    case ProvisioningState::Provisioned:
-      return "provisioned";
-    case ProvisioningState::Retrying:
-      return "retrying";
-    case ProvisioningState::Failed:
-      return "failed";
-  }
-  return "unprovisioned";
+  constexpr std::array<const char*, 5> kNames = {"unprovisioned", "provisioning", "provisioned",
+                                                 "retrying", "failed"};
+  return core::enum_name(state, kNames, "unprovisioned");
 }
 
 }  // namespace dpsd::app
