@@ -18,6 +18,7 @@
 #include "core/enum_names.hpp"
 #include "core/errno_text.hpp"
 #include "core/text_sanitize.hpp"
+#include "io/c_ptr.hpp"
 #include "io/log.hpp"
 
 namespace dpsd::app {
@@ -32,10 +33,7 @@ constexpr const char* kPrivilegedGroup = "dpsd";
 constexpr const char* kAccessDenied = "org.freedesktop.DBus.Error.AccessDenied";
 constexpr const char* kNotProvisioned = "io.dpsd.Provisioning1.Error.NotProvisioned";
 
-struct MessageDeleter {
-  void operator()(sd_bus_message* m) const { sd_bus_message_unref(m); }
-};
-using MessagePtr = std::unique_ptr<sd_bus_message, MessageDeleter>;
+using MessagePtr = io::CPtr<sd_bus_message, sd_bus_message_unref>;
 
 using Value = std::variant<std::string, std::uint32_t, std::uint64_t>;
 

@@ -24,10 +24,7 @@ namespace {
 // A certificate chain or a PEM key is a few KiB; this bounds a read of a wrong path.
 constexpr std::size_t kMaxSecretSize = std::size_t{64} * 1024;
 
-struct BioDeleter {
-  void operator()(BIO* bio) const { BIO_free(bio); }
-};
-using BioPtr = std::unique_ptr<BIO, BioDeleter>;
+using BioPtr = CPtr<BIO, BIO_free>;
 
 // Same rules as key_source.cpp's read_key(): O_NOFOLLOW and the private-file mode rule for files
 // (private_file_problem: nothing for others, group read only for dpsd's own group, so the
