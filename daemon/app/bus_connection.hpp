@@ -15,20 +15,14 @@
 
 #include "core/backoff.hpp"
 #include "core/expected.hpp"
+#include "io/c_ptr.hpp"
 #include "io/event_loop.hpp"
 
 namespace dpsd::app {
 
-struct BusDeleter {
-  // Flush so that replies and PropertiesChanged queued just before shutdown still go out.
-  void operator()(sd_bus* bus) const { sd_bus_flush_close_unref(bus); }
-};
-using BusPtr = std::unique_ptr<sd_bus, BusDeleter>;
-
-struct SlotDeleter {
-  void operator()(sd_bus_slot* slot) const { sd_bus_slot_unref(slot); }
-};
-using SlotPtr = std::unique_ptr<sd_bus_slot, SlotDeleter>;
+// Flush so that replies and PropertiesChanged queued just before shutdown still go out.
+using BusPtr = io::CPtr<sd_bus, sd_bus_flush_close_unref>;
+using SlotPtr = io::CPtr<sd_bus_slot, sd_bus_slot_unref>;
 
 class BusConnection {
  public:

@@ -5,6 +5,7 @@
 
 #include <systemd/sd-bus.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -14,8 +15,10 @@
 #include "app/bus_caller.hpp"
 #include "app/bus_connection.hpp"
 #include "app/log_control.hpp"
+#include "core/enum_names.hpp"
 #include "core/errno_text.hpp"
 #include "core/text_sanitize.hpp"
+#include "io/c_ptr.hpp"
 #include "io/log.hpp"
 
 namespace dpsd::app {
@@ -30,10 +33,7 @@ constexpr const char* kPrivilegedGroup = "dpsd";
 constexpr const char* kAccessDenied = "org.freedesktop.DBus.Error.AccessDenied";
 constexpr const char* kNotProvisioned = "io.dpsd.Provisioning1.Error.NotProvisioned";
 
-struct MessageDeleter {
-  void operator()(sd_bus_message* m) const { sd_bus_message_unref(m); }
-};
-using MessagePtr = std::unique_ptr<sd_bus_message, MessageDeleter>;
+using MessagePtr = io::CPtr<sd_bus_message, sd_bus_message_unref>;
 
 using Value = std::variant<std::string, std::uint32_t, std::uint64_t>;
 
@@ -298,19 +298,9 @@ Expected<std::unique_ptr<BusService>> BusService::create(sd_event* event,
 }
 
 const char* to_string(ProvisioningState state) {
-  switch (state) {
-    case ProvisioningState::Unprovisioned:
-      return "unprovisioned";
-    case ProvisioningState::Provisioning:
-      return "provisioning";
-    case ProvisioningState::Provisioned:
-      return "provisioned";
-    case ProvisioningState::Retrying:
-      return "retrying";
-    case ProvisioningState::Failed:
-      return "failed";
-  }
-  return "unprovisioned";
+  constexpr std::array<const char*, 5> kNames = {"unprovisioned", "provisioning", "provisioned",
+                                                 "retrying", "failed"};
+  return core::enum_name(state, kNames, "unprovisioned");
 }
 
 }  // namespace dpsd::app

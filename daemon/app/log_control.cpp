@@ -15,6 +15,7 @@
 #include "app/bus_caller.hpp"
 #include "core/errno_text.hpp"
 #include "core/log_format.hpp"
+#include "io/c_ptr.hpp"
 #include "io/log.hpp"
 
 namespace dpsd::app {
@@ -23,10 +24,6 @@ namespace {
 constexpr const char* kObjectPath = "/org/freedesktop/LogControl1";
 constexpr const char* kInterface = "org.freedesktop.LogControl1";
 constexpr const char* kPrivilegedGroup = "dpsd";
-
-struct MessageDeleter {
-  void operator()(sd_bus_message* m) const { sd_bus_message_unref(m); }
-};
 
 // Root or group dpsd, as the bus daemon reports the sender of `m` (GetConnectionCredentials,
 // as bus_service asks; never /proc: racy, and hidden under ProtectProc=invisible).
@@ -40,7 +37,7 @@ bool caller_is_privileged(sd_bus_message* m) {
                                    "GetConnectionCredentials", &error, &raw, "s", sender);
   sd_bus_error_free(&error);
   if (r < 0) return false;
-  const std::unique_ptr<sd_bus_message, MessageDeleter> reply(raw);
+  const io::CPtr<sd_bus_message, sd_bus_message_unref> reply(raw);
   CallerCredentials caller;
   if (parse_credentials(reply.get(), caller) < 0) return false;
   return is_privileged(caller, kPrivilegedGroup);

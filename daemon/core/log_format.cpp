@@ -2,6 +2,8 @@
 
 #include <array>
 
+#include "core/enum_names.hpp"
+
 namespace dpsd::core {
 
 namespace {
@@ -11,19 +13,9 @@ constexpr std::array<std::string_view, 8> kPriorityNames = {"emerg",   "alert", 
 
 // The level words of the human form: the ones dpsd has always printed ("error", not "err").
 std::string_view human_level(LogLevel level) {
-  switch (level) {
-    case LogLevel::Error:
-      return "error";
-    case LogLevel::Warning:
-      return "warning";
-    case LogLevel::Notice:
-      return "notice";
-    case LogLevel::Info:
-      return "info";
-    case LogLevel::Debug:
-      return "debug";
-  }
-  return "info";
+  constexpr std::array<std::string_view, 5> kNames = {"error", "warning", "notice", "info",
+                                                      "debug"};
+  return enum_name(level, kNames, std::string_view("info"), LogLevel::Error);
 }
 
 void append_fields(std::string& line, const LogEntry& entry) {

@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/sha256_label.hpp"
+
 namespace dpsd::core {
 namespace {
 
@@ -128,13 +130,7 @@ std::string compute_fingerprint(const FingerprintInputs& inputs) {
                  nullptr) != 1) {
     return {};
   }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "sha256:";
-  for (unsigned int i = 0; i < digest_size; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 0x0f];
-  }
-  return out;
+  return sha256_label(digest.data(), digest_size);
 }
 
 std::string serialize_state(const Assignment& a) {

@@ -3,6 +3,22 @@
 #include <system_error>
 
 namespace dpsd::io {
+namespace {
+
+// Timer and Deferred hold their source from the first arm()/post() on; before that there is
+// nothing to switch off and nothing is enabled.
+void disable(sd_event_source* source) {
+  if (source) sd_event_source_set_enabled(source, SD_EVENT_OFF);
+}
+
+bool source_enabled(sd_event_source* source) {
+  if (!source) return false;
+  int enabled = SD_EVENT_OFF;
+  sd_event_source_get_enabled(source, &enabled);
+  return enabled != SD_EVENT_OFF;
+}
+
+}  // namespace
 
 EventLoop::EventLoop() {
   sd_event* raw = nullptr;
@@ -42,14 +58,11 @@ void Timer::arm(std::chrono::microseconds delay) {
 }
 
 void Timer::cancel() {
-  if (source_) sd_event_source_set_enabled(source_.get(), SD_EVENT_OFF);
+  disable(source_.get());
 }
 
 bool Timer::armed() const {
-  if (!source_) return false;
-  int enabled = SD_EVENT_OFF;
-  sd_event_source_get_enabled(source_.get(), &enabled);
-  return enabled != SD_EVENT_OFF;
+  return source_enabled(source_.get());
 }
 
 int Timer::on_time(sd_event_source* /*source*/, uint64_t /*usec*/, void* userdata) {
@@ -76,14 +89,11 @@ void Deferred::post() {
 }
 
 void Deferred::cancel() {
-  if (source_) sd_event_source_set_enabled(source_.get(), SD_EVENT_OFF);
+  disable(source_.get());
 }
 
 bool Deferred::pending() const {
-  if (!source_) return false;
-  int enabled = SD_EVENT_OFF;
-  sd_event_source_get_enabled(source_.get(), &enabled);
-  return enabled != SD_EVENT_OFF;
+  return source_enabled(source_.get());
 }
 
 int Deferred::on_defer(sd_event_source* /*source*/, void* userdata) {

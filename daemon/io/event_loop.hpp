@@ -7,17 +7,12 @@
 #include <functional>
 #include <memory>
 
+#include "io/c_ptr.hpp"
+
 namespace dpsd::io {
 
-struct EventSourceDeleter {
-  void operator()(sd_event_source* source) const { sd_event_source_disable_unref(source); }
-};
-using EventSourcePtr = std::unique_ptr<sd_event_source, EventSourceDeleter>;
-
-struct EventDeleter {
-  void operator()(sd_event* event) const { sd_event_unref(event); }
-};
-using EventPtr = std::unique_ptr<sd_event, EventDeleter>;
+using EventSourcePtr = CPtr<sd_event_source, sd_event_source_disable_unref>;
+using EventPtr = CPtr<sd_event, sd_event_unref>;
 
 // A one-shot CLOCK_MONOTONIC timer that calls a std::function; re-arming replaces the deadline.
 class Timer {

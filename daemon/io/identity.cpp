@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <ctime>
 
+#include "core/sha256_label.hpp"
 #include "io/openssl_error.hpp"
 #include "io/regular_file.hpp"
 
@@ -24,10 +25,7 @@ namespace {
 // A certificate chain or a PEM key is a few KiB; this bounds a read of a wrong path.
 constexpr std::size_t kMaxSecretSize = std::size_t{64} * 1024;
 
-struct BioDeleter {
-  void operator()(BIO* bio) const { BIO_free(bio); }
-};
-using BioPtr = std::unique_ptr<BIO, BioDeleter>;
+using BioPtr = CPtr<BIO, BIO_free>;
 
 // Same rules as key_source.cpp's read_key(): O_NOFOLLOW and the private-file mode rule for files
 // (private_file_problem: nothing for others, group read only for dpsd's own group, so the
@@ -203,13 +201,7 @@ std::string Identity::certificate_sha256() const {
   std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
   unsigned int length = 0;
   if (X509_digest(certificate(), EVP_sha256(), digest.data(), &length) != 1) return {};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "sha256:";
-  for (unsigned int i = 0; i < length; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
-  }
-  return out;
+  return core::sha256_label(digest.data(), length);
 }
 
 std::vector<X509*> Identity::chain() const {

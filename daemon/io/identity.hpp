@@ -17,6 +17,7 @@
 
 #include "core/config.hpp"
 #include "core/expected.hpp"
+#include "io/c_ptr.hpp"
 #include "io/key_source.hpp"
 
 // ENGINE is an opaque OpenSSL type; declared here so this header does not pull in the
@@ -25,14 +26,8 @@ struct engine_st;
 
 namespace dpsd::io {
 
-struct X509Deleter {
-  void operator()(X509* cert) const { X509_free(cert); }
-};
-using X509Ptr = std::unique_ptr<X509, X509Deleter>;
-struct EvpPkeyDeleter {
-  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
+using X509Ptr = CPtr<X509, X509_free>;
+using EvpPkeyPtr = CPtr<EVP_PKEY, EVP_PKEY_free>;
 // ENGINE_finish (the functional reference from ENGINE_init) then ENGINE_free.
 struct EngineDeleter {
   void operator()(engine_st* engine) const;

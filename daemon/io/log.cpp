@@ -9,11 +9,13 @@
 #define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "core/enum_names.hpp"
 #include "core/log_format.hpp"
 #include "core/text_sanitize.hpp"
 
@@ -100,19 +102,9 @@ void emit(LogLevel level, std::string_view message_id, std::string_view raw_mess
 }  // namespace
 
 std::string_view to_string(LogTarget target) {
-  switch (target) {
-    case LogTarget::Auto:
-      return "auto";
-    case LogTarget::Journal:
-      return "journal";
-    case LogTarget::Console:
-      return "console";
-    case LogTarget::ConsolePrefixed:
-      return "console-prefixed";
-    case LogTarget::Null:
-      return "null";
-  }
-  return "auto";
+  constexpr std::array<std::string_view, 5> kNames = {"auto", "journal", "console",
+                                                      "console-prefixed", "null"};
+  return core::enum_name(target, kNames, std::string_view("auto"));
 }
 
 std::optional<LogTarget> parse_log_target(std::string_view name) {

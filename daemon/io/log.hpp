@@ -45,25 +45,19 @@ void log(LogLevel level, core::MessageId id, std::string_view message,
          std::initializer_list<LogField> fields = {},
          std::source_location where = std::source_location::current());
 
-inline void log_error(std::string_view m,
-                      std::source_location where = std::source_location::current()) {
-  log(LogLevel::Error, m, {}, where);
-}
-inline void log_warning(std::string_view m,
-                        std::source_location where = std::source_location::current()) {
-  log(LogLevel::Warning, m, {}, where);
-}
-inline void log_notice(std::string_view m,
-                       std::source_location where = std::source_location::current()) {
-  log(LogLevel::Notice, m, {}, where);
-}
-inline void log_info(std::string_view m,
-                     std::source_location where = std::source_location::current()) {
-  log(LogLevel::Info, m, {}, where);
-}
-inline void log_debug(std::string_view m,
-                      std::source_location where = std::source_location::current()) {
-  log(LogLevel::Debug, m, {}, where);
-}
+// log_error("…") and its siblings: log() at one level with no fields. Function objects, so
+// the five share one body; `where` still defaults to the caller's position.
+template <LogLevel Level>
+struct LevelLog {
+  void operator()(std::string_view m,
+                  std::source_location where = std::source_location::current()) const {
+    log(Level, m, {}, where);
+  }
+};
+inline constexpr LevelLog<LogLevel::Error> log_error{};
+inline constexpr LevelLog<LogLevel::Warning> log_warning{};
+inline constexpr LevelLog<LogLevel::Notice> log_notice{};
+inline constexpr LevelLog<LogLevel::Info> log_info{};
+inline constexpr LevelLog<LogLevel::Debug> log_debug{};
 
 }  // namespace dpsd::io

@@ -9,14 +9,12 @@
 #include <optional>
 
 #include "core/expected.hpp"
+#include "io/c_ptr.hpp"
 #include "io/identity.hpp"
 
 namespace dpsd::io {
 
-struct SslCtxDeleter {
-  void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
-};
-using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
+using SslCtxPtr = CPtr<SSL_CTX, SSL_CTX_free>;
 
 // TLS 1.2 is limited to ECDHE + AEAD suites (what IoT Hub/DPS offer); TLS 1.3 keeps OpenSSL's
 // suites. Error names the bundle path and OpenSSL's reason; a trust source that yields no CA
