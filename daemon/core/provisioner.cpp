@@ -20,28 +20,25 @@ std::string seconds_text(milliseconds delay) {
 }
 
 std::string status_name(int status) {
-  switch (status) {
-    case 400:
-      return "400 Bad Request";
-    case 401:
-      return "401 Unauthorized";
-    case 403:
-      return "403 Forbidden";
-    case 404:
-      return "404 Not Found";
-    case 409:
-      return "409 Conflict";
-    case 412:
-      return "412 Precondition Failed";
-    case 429:
-      return "429 Too Many Requests";
-    case 500:
-      return "500 Internal Server Error";
-    case 503:
-      return "503 Service Unavailable";
-    default:
-      return std::to_string(status);
+  struct Name {
+    int status;
+    const char* text;
+  };
+  static constexpr Name kNames[] = {
+      {400, "400 Bad Request"},
+      {401, "401 Unauthorized"},
+      {403, "403 Forbidden"},
+      {404, "404 Not Found"},
+      {409, "409 Conflict"},
+      {412, "412 Precondition Failed"},
+      {429, "429 Too Many Requests"},
+      {500, "500 Internal Server Error"},
+      {503, "503 Service Unavailable"},
+  };
+  for (const Name& name : kNames) {
+    if (name.status == status) return name.text;
   }
+  return std::to_string(status);
 }
 
 // "errorCode 401002: Invalid certificate." or "" when DPS said nothing useful.
@@ -53,20 +50,12 @@ std::string describe_service_error(const ServiceError& error) {
 }
 
 std::string connack_reason(int rc) {
-  switch (rc) {
-    case 1:
-      return "unacceptable protocol version";
-    case 2:
-      return "identifier rejected";
-    case 3:
-      return "server unavailable";
-    case 4:
-      return "bad user name or password";
-    case 5:
-      return "not authorized";
-    default:
-      return "reason " + std::to_string(rc);
-  }
+  // MQTT 3.1.1 section 3.2.2.3, return codes 1 to 5.
+  static constexpr const char* kReasons[] = {"unacceptable protocol version", "identifier rejected",
+                                             "server unavailable", "bad user name or password",
+                                             "not authorized"};
+  if (rc >= 1 && rc <= 5) return kReasons[rc - 1];
+  return "reason " + std::to_string(rc);
 }
 
 // 409 and 412 are races with another registration of the same id (errorCode 409203,

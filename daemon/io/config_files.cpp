@@ -89,15 +89,8 @@ Status read_proxy_credentials(const std::string& uri, core::proxy::ProxyUrl& pro
   }
   // Credentials live in a directory systemd made and manages; only plain files are checked
   // for symlinks and modes, as key files are.
-  auto file = open_regular_file(path, what, !is_file);
-  if (!file) return file.failure();
-  if (is_file) {
-    if (auto problem = private_file_problem(file->st, what, path)) {
-      return Error{Errc::PermissionDenied, *problem};
-    }
-  }
   std::string text;
-  auto read = read_opened_file(*file, kMaxCredentialsFileSize, what, text);
+  auto read = read_secret_file(path, what, is_file, kMaxCredentialsFileSize, text);
   const auto wipe = [&text] { OPENSSL_cleanse(text.data(), text.size()); };
   if (!read) return read.failure();
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();

@@ -34,15 +34,8 @@ using BioPtr = CPtr<BIO, BIO_free>;
 // and SecretText wipes it.
 Expected<SecretText> read_private(const std::string& path, const std::string& what,
                                   bool enforce_private) {
-  auto file = open_regular_file(path, what, !enforce_private);
-  if (!file) return file.failure();
-  if (enforce_private) {
-    if (auto problem = private_file_problem(file->st, what, path)) {
-      return Error{Errc::PermissionDenied, *problem};
-    }
-  }
   std::string text;
-  auto read = read_opened_file(*file, kMaxSecretSize, what, text);
+  auto read = read_secret_file(path, what, enforce_private, kMaxSecretSize, text);
   SecretText secret(std::move(text));
   if (!read) return read.failure();
   return secret;

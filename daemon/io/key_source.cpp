@@ -59,30 +59,21 @@ std::optional<std::string> base64_problem(std::string_view text) {
 // a FIFO cannot hang the daemon, O_NOFOLLOW for key files).
 Expected<SecretText> read_key(const std::string& path, const std::string& what,
                               bool enforce_private) {
-  // Credentials live in a directory systemd made; it may link them, so they are followed.
+  // Credentials live in a directory systemd made and manages (links followed, modes its
+  // business); for plain files we are the
+  // last line of defence against a key anyone on the gateway can copy. The buffer is read once
+  // and never reallocates; SecretText wipes it on every path out of here, and the trimmed copy
+  // below is a SecretText too.
   int open_errno = 0;
-  auto file = open_regular_file(path, what, !enforce_private, &open_errno);
-  if (!file) {
+  std::string raw;
+  auto read = read_secret_file(path, what, enforce_private, kMaxKeyFileSize, raw, &open_errno);
+  SecretText whole(std::move(raw));
+  if (!read) {
     if (enforce_private && open_errno == ELOOP) {
       return Error{Errc::NotRegularFile,
                    what + " is a symbolic link; refusing to follow it (point symmetric_key at " +
                        "the file itself)"};
     }
-    return file.failure();
-  }
-  // systemd manages credential directories and their modes; for plain files we are the
-  // last line of defence against a key anyone on the gateway can copy.
-  if (enforce_private) {
-    if (auto problem = private_file_problem(file->st, what, path)) {
-      return Error{Errc::PermissionDenied, *problem};
-    }
-  }
-  // read_opened_file reads into one buffer that never reallocates; SecretText wipes it on
-  // every path out of here, and the trimmed copy below is a SecretText too.
-  std::string raw;
-  auto read = read_opened_file(*file, kMaxKeyFileSize, what, raw);
-  SecretText whole(std::move(raw));
-  if (!read) {
     if (read.code() == Errc::TooLarge) {
       return Error{Errc::TooLarge, what + " is larger than " + std::to_string(kMaxKeyFileSize) +
                                        " bytes; it does not look like a key"};

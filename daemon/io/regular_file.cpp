@@ -125,6 +125,18 @@ Expected<std::string> read_regular_file(const std::string& path, std::size_t max
   return text;
 }
 
+Status read_secret_file(const std::string& path, const std::string& what, bool enforce_private,
+                        std::size_t max_bytes, std::string& out, int* open_errno) {
+  auto file = open_regular_file(path, what, !enforce_private, open_errno);
+  if (!file) return file.failure();
+  if (enforce_private) {
+    if (auto problem = private_file_problem(file->st, what, path)) {
+      return Error{Errc::PermissionDenied, *problem};
+    }
+  }
+  return read_opened_file(*file, max_bytes, what, out);
+}
+
 std::optional<std::string> private_file_problem(const struct stat& st, const std::string& what,
                                                 const std::string& path) {
   const mode_t mode = st.st_mode;

@@ -41,6 +41,14 @@ Expected<std::string> read_regular_file(const std::string& path, std::size_t max
                                         std::string_view what, bool follow_symlinks = false,
                                         int* open_errno = nullptr);
 
+// The reader of secrets (keys, PINs, proxy credentials). With `enforce_private` (a plain file):
+// symlinks refused and private_file_problem's mode rule applied (PermissionDenied). Without it
+// (a systemd credential: systemd made and manages that directory) links are followed and the
+// mode is systemd's business. Reads into `out` as read_opened_file does: one buffer, wiped on
+// failure, so the caller can wrap it in SecretText.
+Status read_secret_file(const std::string& path, const std::string& what, bool enforce_private,
+                        std::size_t max_bytes, std::string& out, int* open_errno = nullptr);
+
 // "a FIFO", "a directory", "a socket", "a device", "not a regular file".
 const char* file_type_name(mode_t mode);
 

@@ -74,13 +74,17 @@ struct IoResult {
   static IoResult closed() { return {Status::Closed, 0}; }
 };
 
-class Stream {
+// The base of the two interfaces below: polymorphic, owned through one pointer, never copied.
+class Interface {
  public:
-  Stream() = default;
-  virtual ~Stream() = default;
-  Stream(const Stream&) = delete;
-  Stream& operator=(const Stream&) = delete;
+  Interface() = default;
+  virtual ~Interface() = default;
+  Interface(const Interface&) = delete;
+  Interface& operator=(const Interface&) = delete;
+};
 
+class Stream : public Interface {
+ public:
   virtual IoResult read(char* data, std::size_t size) = 0;
   // size 0 only pushes out what earlier writes left inside the stream (has_pending_output()).
   virtual IoResult write(const char* data, std::size_t size) = 0;
@@ -103,13 +107,8 @@ enum class Progress { Pending, Done, Failed };
 
 // A stage's setup, stepped until Done or Failed. Pending: step again when wanted_events()
 // fire on the stream's fd. Failed: failure() says why.
-class Handshake {
+class Handshake : public Interface {
  public:
-  Handshake() = default;
-  virtual ~Handshake() = default;
-  Handshake(const Handshake&) = delete;
-  Handshake& operator=(const Handshake&) = delete;
-
   virtual Progress step() = 0;
   virtual std::uint32_t handshake_events() const = 0;
   virtual const Close& failure() const = 0;
