@@ -85,10 +85,11 @@ set(CPACK_PACKAGE_DESCRIPTION
 Service (DPS) over MQTT on TLS (or MQTT over WebSocket), attesting with a
 symmetric key from a file or a systemd credential, or with an X.509
 certificate whose private key is in a file or stays in a PKCS#11 token
-(TPM, HSM, smart card; with libengine-pkcs11-openssl). It retries with backoff instead of exiting, serves a
-cached assignment at boot, and publishes the assigned IoT Hub in
-/run/dpsd/iothub.env and on D-Bus (io.dpsd.Provisioning1). Services that
-need the identity order themselves after dps-provisioned.target.")
+(TPM, HSM, smart card; with libengine-pkcs11-openssl). It retries with
+backoff instead of exiting, serves a cached assignment at boot, and
+publishes the assigned IoT Hub in /run/dpsd/iothub.env and on D-Bus
+(io.dpsd.Provisioning1). Services that need the identity order themselves
+after dps-provisioned.target.")
 set(CPACK_PACKAGE_HOMEPAGE_URL "https://github.com/dpsd/dpsd")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON)

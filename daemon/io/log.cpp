@@ -74,7 +74,7 @@ bool send_to_journal(const core::LogEntry& entry) {
 constexpr std::size_t kMaxLogMessage = 2048;
 
 void emit(LogLevel level, std::string_view message_id, std::string_view raw_message,
-          std::initializer_list<LogField> raw_fields, const std::source_location& where) {
+          std::initializer_list<LogField> raw_fields, const CodeLocation& where) {
   if (static_cast<int>(level) > g_max_priority || g_target == LogTarget::Null) return;
   const std::string message = core::sanitize_text(raw_message, kMaxLogMessage);
   core::LogEntry entry;
@@ -85,9 +85,9 @@ void emit(LogLevel level, std::string_view message_id, std::string_view raw_mess
   for (const auto& [key, value] : raw_fields) {
     entry.fields.emplace_back(key, core::sanitize_text(value));
   }
-  entry.code_file = source_file(where.file_name());
-  entry.code_line = where.line();
-  entry.code_func = where.function_name();
+  entry.code_file = source_file(where.file);
+  entry.code_line = where.line;
+  entry.code_func = where.function;
 
   const bool journal =
       g_target == LogTarget::Journal || (g_target == LogTarget::Auto && stderr_is_journal());
@@ -132,12 +132,12 @@ LogTarget log_target() {
 }
 
 void log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields,
-         std::source_location where) {
+         CodeLocation where) {
   emit(level, {}, message, fields, where);
 }
 
 void log(LogLevel level, core::MessageId id, std::string_view message,
-         std::initializer_list<LogField> fields, std::source_location where) {
+         std::initializer_list<LogField> fields, CodeLocation where) {
   emit(level, id.hex, message, fields, where);
 }
 

@@ -12,7 +12,6 @@
 // replies and errno texts.
 #include <initializer_list>
 #include <optional>
-#include <source_location>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -25,6 +24,21 @@ namespace dpsd::io {
 using core::LogLevel;
 
 using LogField = std::pair<std::string_view, std::string>;  // e.g. {"DPS_OPERATION_ID", "4.…"}
+
+// Where a log call stands: the journal's CODE_FILE/CODE_LINE/CODE_FUNC. std::source_location
+// would do, but clang-tidy 14 (Debian 12) cannot parse libstdc++ 12's <source_location>; the
+// builtins both compilers share give the same answer, evaluated at the caller as a default
+// argument.
+struct CodeLocation {
+  const char* file;
+  unsigned line;
+  const char* function;
+  static constexpr CodeLocation current(const char* file = __builtin_FILE(),
+                                        unsigned line = __builtin_LINE(),
+                                        const char* function = __builtin_FUNCTION()) {
+    return {file, line, function};
+  }
+};
 
 enum class LogTarget { Auto, Journal, Console, ConsolePrefixed, Null };
 std::string_view to_string(LogTarget target);  // as LogControl1 spells it: "auto", "console", …
@@ -39,18 +53,16 @@ LogTarget log_target();
 
 // `where` defaults to the caller's position: the journal's CODE_FILE/CODE_LINE/CODE_FUNC.
 void log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields = {},
-         std::source_location where = std::source_location::current());
+         CodeLocation where = CodeLocation::current());
 // An event with a MESSAGE_ID (core/message_ids.hpp, explained in systemd/dpsd.catalog).
 void log(LogLevel level, core::MessageId id, std::string_view message,
-         std::initializer_list<LogField> fields = {},
-         std::source_location where = std::source_location::current());
+         std::initializer_list<LogField> fields = {}, CodeLocation where = CodeLocation::current());
 
 // log_error("…") and its siblings: log() at one level with no fields. Function objects, so
 // the five share one body; `where` still defaults to the caller's position.
 template <LogLevel Level>
 struct LevelLog {
-  void operator()(std::string_view m,
-                  std::source_location where = std::source_location::current()) const {
+  void operator()(std::string_view m, CodeLocation where = CodeLocation::current()) const {
     log(Level, m, {}, where);
   }
 };
