@@ -18,7 +18,7 @@ std::string_view human_level(LogLevel level) {
   return enum_name(level, kNames, std::string_view("info"), LogLevel::Error);
 }
 
-void append_fields(std::string& line, const LogEntry& entry) {
+void append_fields(std::string& line, const LogRecord& entry) {
   for (const auto& [key, value] : entry.fields) {
     if (key.empty() || value.empty()) continue;
     line += ' ';
@@ -30,7 +30,7 @@ void append_fields(std::string& line, const LogEntry& entry) {
 
 }  // namespace
 
-std::vector<std::string> journal_items(const LogEntry& entry, std::string_view identifier) {
+std::vector<std::string> journal_items(const LogRecord& entry, std::string_view identifier) {
   std::vector<std::string> items;
   items.reserve(entry.fields.size() + 7);
   const auto add = [&items](std::string_view key, std::string_view value) {
@@ -51,7 +51,7 @@ std::vector<std::string> journal_items(const LogEntry& entry, std::string_view i
   return items;
 }
 
-std::string console_line(const LogEntry& entry, ConsoleForm form, std::string_view identifier,
+std::string console_line(const LogRecord& entry, ConsoleForm form, std::string_view identifier,
                          long pid) {
   std::string line;
   if (form == ConsoleForm::Prefixed) {

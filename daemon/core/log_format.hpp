@@ -16,7 +16,7 @@
 
 namespace dpsd::core {
 
-struct LogEntry {
+struct LogRecord {
   LogLevel level = LogLevel::Info;
   std::string_view message;                                      // already sanitized
   std::string_view message_id;                                   // 32 hex digits, or empty
@@ -28,13 +28,13 @@ struct LogEntry {
 
 // The KEY=value items of a native journal entry, in order: MESSAGE, PRIORITY,
 // SYSLOG_IDENTIFIER, MESSAGE_ID, CODE_FILE, CODE_LINE, CODE_FUNC, then the caller's fields.
-std::vector<std::string> journal_items(const LogEntry& entry, std::string_view identifier);
+std::vector<std::string> journal_items(const LogRecord& entry, std::string_view identifier);
 
 enum class ConsoleForm {
   Human,     // "dpsd[pid]: level: message KEY=value…\n"
   Prefixed,  // "<N>message KEY=value…\n" (sd-daemon(3))
 };
-std::string console_line(const LogEntry& entry, ConsoleForm form, std::string_view identifier,
+std::string console_line(const LogRecord& entry, ConsoleForm form, std::string_view identifier,
                          long pid);
 
 // syslog(3) priority names as org.freedesktop.LogControl1(5) spells them ("emerg" … "debug").

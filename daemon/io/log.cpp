@@ -61,7 +61,7 @@ void write_stderr(const std::string& line) {
   [[maybe_unused]] const auto written = ::write(STDERR_FILENO, line.data(), line.size());
 }
 
-bool send_to_journal(const core::LogEntry& entry) {
+bool send_to_journal(const core::LogRecord& entry) {
   std::vector<std::string> items = core::journal_items(entry, kIdentifier);
   std::vector<iovec> iov;
   iov.reserve(items.size());
@@ -77,7 +77,7 @@ void emit(LogLevel level, std::string_view message_id, std::string_view raw_mess
           std::initializer_list<LogField> raw_fields, const CodeLocation& where) {
   if (static_cast<int>(level) > g_max_priority || g_target == LogTarget::Null) return;
   const std::string message = core::sanitize_text(raw_message, kMaxLogMessage);
-  core::LogEntry entry;
+  core::LogRecord entry;
   entry.level = level;
   entry.message = message;
   entry.message_id = message_id;

@@ -20,8 +20,8 @@ bool has_key(const std::vector<std::string>& items, const std::string& key) {
                      [&](const std::string& i) { return i.rfind(key + "=", 0) == 0; });
 }
 
-LogEntry sample() {
-  LogEntry e;
+LogRecord sample() {
+  LogRecord e;
   e.level = LogLevel::Notice;
   e.message = "provisioned: hub=h";
   e.message_id = kMessageProvisioned.hex;
@@ -46,7 +46,7 @@ TEST(LogFields, JournalEntryCarriesEveryField) {
 }
 
 TEST(LogFields, EmptyFieldsAreLeftOut) {
-  LogEntry e = sample();
+  LogRecord e = sample();
   e.fields = {{"DPS_OPERATION_ID", ""}, {"IOTHUB_HOSTNAME", "h"}};
   e.message_id = {};
   e.code_file = {};
@@ -62,7 +62,7 @@ TEST(LogFields, EmptyFieldsAreLeftOut) {
 }
 
 TEST(LogFields, PrefixedLineHasThePriorityAndNoIdentifier) {
-  LogEntry e = sample();
+  LogRecord e = sample();
   e.level = LogLevel::Error;
   e.fields = {{"DPS_OPERATION_ID", ""}, {"IOTHUB_HOSTNAME", "h"}};
   EXPECT_EQ(console_line(e, ConsoleForm::Prefixed, "dpsd", 42),
@@ -70,7 +70,7 @@ TEST(LogFields, PrefixedLineHasThePriorityAndNoIdentifier) {
 }
 
 TEST(LogFields, HumanLineNamesProcessAndLevel) {
-  LogEntry e = sample();
+  LogRecord e = sample();
   e.level = LogLevel::Warning;
   e.fields = {};
   EXPECT_EQ(console_line(e, ConsoleForm::Human, "dpsd", 42),
